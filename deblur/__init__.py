@@ -1,0 +1,1 @@
+"""The step-conditioned deblurring network: model, training and inference."""

@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "hdc2021"
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    if not FIXTURES.is_dir():
+        pytest.skip(f"real HDC2021 fixtures not found at {FIXTURES} (../shared is absent)")
+    return FIXTURES
