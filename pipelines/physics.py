@@ -1,0 +1,89 @@
+"""Calibrated HDC2021 physics: every number the simulator uses, in one visible table.
+
+Sources: ../shared/hdc2021/README.md section 5 (measured on the real data). Values between the
+measured steps are interpolated linearly; steps 16-19 of gain/offset/geometry are extrapolated
+from the trend of steps 11-15 and are marked as such.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_STEPS = 20
+IMAGE_SHAPE = (1460, 2360)  # rows, columns (height, width) of every HDC2021 TIFF
+
+# Blur disc radius in full-size pixels, per step (README 5.2).
+RADIUS_PX = (3, 6, 11, 18, 28, 36, 42, 50, 61, 68, 76, 84, 91, 97, 101, 117, 140, 160, 185, 205)
+EDGE_FRACTION = 0.17  # 10-90 % edge width of the disc, as a fraction of the radius
+
+# step: (gain, offset as a fraction of full scale). '*' = extrapolated beyond the measurements.
+GAIN_OFFSET_ANCHORS = {
+    0: (0.98, 0.05), 3: (0.69, 0.30), 5: (0.60, 0.40), 11: (0.60, 0.40), 14: (0.54, 0.47),
+    15: (0.48, 0.55), 19: (0.42, 0.60),  # * step 19
+}
+# step: (scale x, scale y, shift x px, shift y px) of CAM02 relative to CAM01, about the centre.
+GEOMETRY_ANCHORS = {
+    0: (1.007, 1.013, 0, -2), 3: (0.984, 0.985, 0, -7), 5: (0.970, 0.963, 0, -12),
+    6: (0.96, 0.96, 0, -13), 10: (0.96, 0.96, 0, -13), 14: (0.911, 0.917, -18, -34),
+    15: (0.90, 0.91, -16, -38), 19: (0.88, 0.89, -16, -46),  # * step 19
+}
+
+# The scene (CAM01), README 5.1. Intensities on the 8-bit scale.
+DISPLAY_SCALE = 8.5          # camera pixels per e-ink display pixel
+FONT_SIZE_DISPLAY = 30       # font size in display pixels
+TEXT_LEFT_PX = 200           # left edge of the text block, camera pixels
+LINE_TOPS_PX = (350, 640, 930)  # cap-line of each of the three lines (pitch ~290), camera pixels
+CAP_HEIGHT_PX = 183          # target capital height in camera pixels (fonts are scaled to it)
+TEXT_DN = 28.0               # dark text
+BACKGROUND_DN = 226.0        # brightest background (bottom centre)
+VIGNETTE_DEPTH = (0.05, 0.15)  # corners this much darker; top right darkest
+SHARP_NOISE_DN = (3.0, 5.0)  # noise in text and on background (display texture included)
+SHARP_OPTICS_SIGMA_PX = 1.2  # residual optical blur of the focused camera
+
+# CAM02 noise: sigma = a * (255 - L) + b DN on the 8-bit scale (README 5.2).
+NOISE_SLOPE, NOISE_FLOOR = 0.16, 0.6
+
+
+def _interp(anchors: dict, step: int) -> tuple[float, ...]:
+    keys = sorted(anchors)
+    cols = np.array([anchors[k] for k in keys], dtype=float)
+    return tuple(float(np.interp(step, keys, cols[:, j])) for j in range(cols.shape[1]))
+
+
+def check_step(step: int) -> int:
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or not 0 <= step < N_STEPS:
+        raise ValueError(f"blur step must be an integer in 0-{N_STEPS - 1}, got {step!r}")
+    return int(step)
+
+
+def step_physics(step: int) -> dict:
+    """All simulation parameters of one blur step."""
+    step = check_step(step)
+    gain, offset = _interp(GAIN_OFFSET_ANCHORS, step)
+    sx, sy, dx, dy = _interp(GEOMETRY_ANCHORS, step)
+    return {"step": step, "radius": float(RADIUS_PX[step]), "edge": EDGE_FRACTION * RADIUS_PX[step],
+            "gain": gain, "offset": offset, "scale_x": sx, "scale_y": sy, "shift_x": dx, "shift_y": dy}
+
+
+def physics_table() -> list[dict]:
+    return [step_physics(s) for s in range(N_STEPS)]
+
+
+def parse_steps(text: str) -> list[int]:
+    """'0-9', '3', '0,2,5-9' -> sorted unique steps; clear errors for anything else."""
+    steps: set[int] = set()
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            raise ValueError(f"empty item in step list {text!r}")
+        lo, sep, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise ValueError(f"cannot read step list {text!r}: {part!r} is not N or N-M") from None
+        if a > b:
+            raise ValueError(f"step range {part!r} runs backwards")
+        for s in (a, b):
+            if not 0 <= s < N_STEPS:
+                raise ValueError(f"step {s} in {text!r} is outside 0-{N_STEPS - 1}")
+        steps.update(range(a, b + 1))
+    return sorted(steps)
