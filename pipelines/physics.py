@@ -20,7 +20,11 @@ GAIN_OFFSET_ANCHORS = {
     0: (0.98, 0.05), 3: (0.69, 0.30), 5: (0.60, 0.40), 11: (0.60, 0.40), 14: (0.54, 0.47),
     15: (0.48, 0.55), 19: (0.42, 0.60),  # * step 19
 }
-# step: (scale x, scale y, shift x px, shift y px) of CAM02 relative to CAM01, about the centre.
+# step: (scale x, scale y, shift x px, shift y px) of CAM02 relative to CAM01. Convention used
+# everywhere (simulator, registration): a scene point at CAM01 pixel (x1, y1) appears in CAM02 at
+#   x2 = cx + sx * (x1 - cx) + dx,   y2 = cy + sy * (y1 - cy) + dy,
+# with (cx, cy) = ((W - 1) / 2, (H - 1) / 2) the image centre. At a down-scale factor f the scales
+# stay and the shifts divide by f.
 GEOMETRY_ANCHORS = {
     0: (1.007, 1.013, 0, -2), 3: (0.984, 0.985, 0, -7), 5: (0.970, 0.963, 0, -12),
     6: (0.96, 0.96, 0, -13), 10: (0.96, 0.96, 0, -13), 14: (0.911, 0.917, -18, -34),
