@@ -1,0 +1,117 @@
+"""The e-ink scene: random HDC-style text rendered on the display raster, and camera sampling of it.
+
+The display shows binary pixels; each is ~8.5 camera pixels wide, which gives sharp HDC images
+their pixel staircase. A scene is kept at display resolution and sampled per camera pixel by
+nearest neighbour, so a camera geometry (scale + shift) costs only two index vectors.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import physics as P
+
+# 49 symbols seen in every real HDC2021 text file: A-Z without I, O; a-z without l, o; space.
+ALPHABET = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "IO") + \
+           "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in "lo") + " "
+FONT_FILES = {  # Debian packages: fonts-liberation (Times-like), fonts-dejavu-core / arkpandora (Verdana-like)
+    "Times": ["/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+              "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf"],
+    "Verdana": ["/usr/share/fonts/truetype/ttf-bitstream-vera/Veranda.ttf",
+                "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"],
+}
+DISPLAY_SHAPE = (int(np.ceil(P.IMAGE_SHAPE[0] / P.DISPLAY_SCALE)) + 1,
+                 int(np.ceil(P.IMAGE_SHAPE[1] / P.DISPLAY_SCALE)) + 1)
+
+
+def random_text(rng: np.random.Generator) -> tuple[str, str, str]:
+    """Three lines of ten symbols drawn uniformly from the 49-symbol alphabet."""
+    idx = rng.integers(0, len(ALPHABET), size=(3, 10))
+    return tuple("".join(ALPHABET[i] for i in row) for row in idx)  # type: ignore[return-value]
+
+
+def _font_path(name: str) -> str:
+    path = next((p for p in FONT_FILES[name] if Path(p).is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"no font file for {name}: tried {FONT_FILES[name]}; "
+                                "install Debian's fonts-liberation and fonts-dejavu-core")
+    return path
+
+
+@lru_cache(maxsize=None)
+def font(name: str) -> ImageFont.FreeTypeFont:
+    """Both fonts at one size, chosen so Times capitals have the measured height (as on the real
+    display, where both are 'size 30': Verdana's capitals come out taller)."""
+    box = ImageFont.truetype(_font_path("Times"), 100).getbbox("H")
+    size = round(P.CAP_HEIGHT_PX / P.DISPLAY_SCALE / ((box[3] - box[1]) / 100))
+    return ImageFont.truetype(_font_path(name), size)
+
+
+def render_text(lines, font_name: str) -> np.ndarray:
+    """Display raster (1 = white, 0 = ink) with the three lines, binary like e-ink pixels."""
+    img = Image.new("L", DISPLAY_SHAPE[::-1], 255)
+    draw = ImageDraw.Draw(img)
+    draw.fontmode = "1"  # no anti-aliasing: the display's pixels are black or white
+    f = font(font_name)
+    cap_top = f.getbbox("H")[1]
+    left = P.TEXT_LEFT_PX / P.DISPLAY_SCALE
+    for line, top in zip(lines, P.LINE_TOPS_PX):
+        draw.text((left, top / P.DISPLAY_SCALE - cap_top), line, font=f, fill=0)
+    return (np.asarray(img) > 127).astype(np.float32)
+
+
+def render_target(kind: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Calibration and technical targets on the display: white features on a black screen
+    ('PSF' dot, 'LSF_X' horizontal line, 'LSF_Y' vertical line), or a QR-like module grid."""
+    h, w = DISPLAY_SHAPE
+    r = np.zeros((h, w), np.float32)
+    cy, cx = h // 2, w // 2
+    if kind == "PSF":
+        r[cy - 1:cy + 1, cx - 1:cx + 1] = 1
+    elif kind == "LSF_X":
+        r[cy - 1:cy + 1, 10:w - 10] = 1
+    elif kind == "LSF_Y":
+        r[10:h - 10, cx - 1:cx + 1] = 1
+    elif kind == "QRcode":
+        rng = rng or np.random.default_rng(0)
+        r[:] = 1
+        modules = rng.random((25, 25)) < 0.5
+        for y0, x0 in ((0, 0), (0, 18), (18, 0)):  # finder squares
+            modules[y0:y0 + 7, x0:x0 + 7] = True
+            modules[y0 + 1:y0 + 6, x0 + 1:x0 + 6] = False
+            modules[y0 + 2:y0 + 5, x0 + 2:x0 + 5] = True
+        grid = np.kron(modules, np.ones((5, 5), bool))
+        top, left = (h - grid.shape[0]) // 2, (w - grid.shape[1]) // 2
+        r[top:top + grid.shape[0], left:left + grid.shape[1]] = ~grid
+    else:
+        raise ValueError(f"unknown target {kind!r}")
+    return r
+
+
+def sample_camera(raster: np.ndarray, geometry: dict | None = None, shape=P.IMAGE_SHAPE) -> np.ndarray:
+    """Camera image of a display raster by nearest neighbour: the pixel staircase.
+
+    geometry (scale_x, scale_y, shift_x, shift_y) maps CAM01 to this camera as documented in physics.
+    """
+    h, w = shape
+    sx, sy, dx, dy = ((geometry["scale_x"], geometry["scale_y"], geometry["shift_x"], geometry["shift_y"])
+                      if geometry else (1.0, 1.0, 0.0, 0.0))
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    x1 = cx + (np.arange(w) - cx - dx) / sx  # invert the CAM01 -> camera map
+    y1 = cy + (np.arange(h) - cy - dy) / sy
+    cols = np.clip(np.floor((x1 + 0.5) / P.DISPLAY_SCALE).astype(int), 0, raster.shape[1] - 1)
+    rows = np.clip(np.floor((y1 + 0.5) / P.DISPLAY_SCALE).astype(int), 0, raster.shape[0] - 1)
+    return raster[np.ix_(rows, cols)]
+
+
+def vignetting(shape=P.IMAGE_SHAPE, jitter: float = 0.0) -> np.ndarray:
+    """Multiplicative illumination: 1 at the bottom centre, corners 5-15 % darker, top right darkest."""
+    h, w = shape
+    u = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    v = np.linspace(-1, 1, h, dtype=np.float32)[:, None]  # -1 = top
+    top = (1 - v) / 2
+    a, b, c = 0.05 + jitter, 0.075, 0.025  # bottom corners 0.95, top left 0.90, top right 0.85
+    return 1 - a * u ** 2 - b * top ** 2 - c * u * top
