@@ -36,18 +36,21 @@ def _disc_kernel(radius: float, edge: float | None) -> np.ndarray:
 
 
 def _disc_lsf(x: np.ndarray, radius: float, width: float) -> np.ndarray:
-    """Line-spread function of a hard disc (a semicircle profile) seen through a line of `width` px."""
-    fine = np.arange(-radius - width, radius + width + 0.25, 0.25)
+    """Line-spread function of a hard disc (a semicircle profile) seen through a line of `width` px,
+    normalised to a peak of 1."""
+    radius = max(radius, 0.25)
+    fine = np.arange(-radius - width - 1, radius + width + 1.25, 0.25)
     chord = 2 * np.sqrt(np.clip(radius ** 2 - fine ** 2, 0, None))
     box = np.ones(max(int(round(width / 0.25)), 1))
     prof = np.convolve(chord, box / box.sum(), mode="same")
-    return np.interp(x, fine, prof / prof.max(), left=0, right=0)
+    return np.interp(x, fine, prof / max(prof.max(), 1e-12), left=0, right=0)
 
 
 def measure_radius_from_lsf(blurred: np.ndarray, axis: int, line_width: float) -> float:
-    """Blur radius (px) from a blurred line shot by fitting a disc's line-spread profile.
+    """Blur radius (px) from a blurred bright-line shot, by fitting a disc's line-spread profile
+    on a smooth (quadratic) illumination: profile = illumination * (1 + a * LSF_r(y - c)).
 
-    axis=0: the line is horizontal (LSF_X), its profile runs down the rows; axis=1: vertical line.
+    axis=0: the line is horizontal (LSF_X) and its profile runs down the rows; axis=1: vertical.
     Averaging along the line beats the noise that makes a dot PSF useless at the large steps.
     """
     img = np.asarray(blurred, dtype=np.float64)
@@ -55,17 +58,25 @@ def measure_radius_from_lsf(blurred: np.ndarray, axis: int, line_width: float) -
         img = img.T
     h, w = img.shape
     prof = img[:, w // 4: 3 * w // 4].mean(axis=1)
-    prof = ndimage.uniform_filter1d(prof, 3)
-    base = np.median(np.r_[prof[: h // 10], prof[-h // 10:]])
-    sig = prof - base
-    y = np.arange(h, dtype=np.float64)
-    peak = float(np.sum(y * np.clip(sig, 0, None)) / max(np.clip(sig, 0, None).sum(), 1e-12))
-    above = np.where(sig > 0.5 * sig.max())[0]
+    y = np.linspace(-1, 1, h)
+    trend = np.polyval(np.polyfit(y, prof, 2), y)
+    excess = ndimage.uniform_filter1d(prof / trend - 1, 9)
+    c0 = float(np.argmax(excess))
+    above = np.where(excess > 0.5 * excess.max())[0]
     r0 = max((above.max() - above.min()) / np.sqrt(3), 1.0)  # FWHM of a semicircle is sqrt(3) r
+    far = np.abs(np.arange(h) - c0) > 3 * r0 + line_width
+    base = np.polyfit(y[far], prof[far], 2) if far.sum() > h // 4 else np.polyfit(y, prof, 2)
+    pix = np.arange(h, dtype=np.float64)
 
     def residual(p):
-        a, b, c, r = p
-        return prof - (b + a * _disc_lsf(y - c, abs(r), line_width))
+        a, c, r, wd, b2, b1, b0 = p
+        return prof - np.polyval([b2, b1, b0], y) * (1 + a * _disc_lsf(pix - c, r, wd))
 
-    fit = optimize.least_squares(residual, [sig.max(), base, peak, r0], x_scale="jac")
-    return float(abs(fit.x[3]))
+    # the line's width on this camera is free too (the cameras' scales differ by up to 12 %)
+    lower = [0, 0, 0.25, 0.7 * line_width, -np.inf, -np.inf, -np.inf]
+    upper = [np.inf, h - 1, h / 4, 1.3 * line_width, np.inf, np.inf, np.inf]  # wider bumps are illumination
+    fits = []
+    for guess in np.minimum((r0, 0.7 * r0, 1.4 * r0), h / 4 - 1):  # a few starts: the fit has shallow side minima
+        start = np.clip([max(excess.max(), 1e-3), c0, guess, line_width, *base], lower, upper)
+        fits.append(optimize.least_squares(residual, start, bounds=(lower, upper), x_scale="jac"))
+    return float(min(fits, key=lambda f: f.cost).x[2])

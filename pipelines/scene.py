@@ -43,11 +43,11 @@ def _font_path(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def font(name: str) -> ImageFont.FreeTypeFont:
-    """Both fonts at one size, chosen so Times capitals have the measured height (as on the real
-    display, where both are 'size 30': Verdana's capitals come out taller)."""
+    """Times scaled so its capitals have the measured height; the wider Verdana stand-in a little
+    smaller, so that its lines stay inside the measured text block (x ~200-2070)."""
     box = ImageFont.truetype(_font_path("Times"), 100).getbbox("H")
-    size = round(P.CAP_HEIGHT_PX / P.DISPLAY_SCALE / ((box[3] - box[1]) / 100))
-    return ImageFont.truetype(_font_path(name), size)
+    size = P.CAP_HEIGHT_PX / P.DISPLAY_SCALE / ((box[3] - box[1]) / 100)
+    return ImageFont.truetype(_font_path(name), round(size * {"Times": 1.0, "Verdana": 0.92}[name]))
 
 
 def render_text(lines, font_name: str) -> np.ndarray:

@@ -13,3 +13,15 @@ def fixtures_dir():
     if not FIXTURES.is_dir():
         pytest.skip(f"real HDC2021 fixtures not found at {FIXTURES} (../shared is absent)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def sim_train(tmp_path_factory):
+    from sim_trees import build
+    return build(tmp_path_factory.mktemp("sim_train"), "train")
+
+
+@pytest.fixture(scope="session")
+def sim_eval(tmp_path_factory):
+    from sim_trees import build
+    return build(tmp_path_factory.mktemp("sim_eval"), "eval")
