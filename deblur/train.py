@@ -1,0 +1,452 @@
+"""Train the step-conditioned highway network on a prepared set (pipelines.prepare output).
+
+    python -m deblur.train --data DIR --run-dir DIR --steps 0-9 [--epochs N] [--batch-size 32]
+        [--lr 10**-2.5] [--model-dim 32 --model-subdim 32 --model-refinements 12
+        --model-shared-width 5] [--seed S] [--mixed-precision] [--distribute mirrored]
+        [--step-weighting] [--patience N] [--steps-per-epoch N] [--shuffle-buffer N]
+
+Run dir: config.json (arguments, model spec, data set), best.keras (lowest val_loss), last.keras,
+history.csv (one row per epoch: loss, val_loss, val_loss_step{N}, learning_rate, [weight_step{N}]),
+tensorboard/ (if the tensorboard package is installed), backup/ (BackupAndRestore: rerunning the same command after a crash or kill resumes
+from the last finished epoch; the backup is removed when training ends) and history.json at the end.
+
+Loss: binary cross-entropy on targets / 255; Adam(lr); learning rate halved after patience // 2
+epochs without val_loss improvement (ReduceLROnPlateau); EarlyStopping after --patience epochs.
+Validation runs every epoch on the set's "val" split, overall and per step.
+
+Devices: TensorFlow uses a visible GPU automatically (the devices are printed at start).
+--mixed-precision: "mixed_float16" (with loss scaling) on a GPU, "mixed_bfloat16" on CPU; the
+output layer stays float32. --batch-size is the global batch (split across replicas).
+--distribute mirrored: tf.distribute.MirroredStrategy over all local GPUs (on a CPU-only machine
+over the logical CPUs made by the debug flag --logical-cpus N). Past one machine:
+--distribute multiworker uses tf.distribute.MultiWorkerMirroredStrategy, configured by the
+TF_CONFIG environment variable on every worker, e.g.
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}'
+(same command on each host with its own task index, a shared --data and a --run-dir per worker
+or on shared storage; worker 0 is the chief).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.errors import DataError
+from pipelines.physics import N_STEPS, parse_steps
+
+STOP_EXIT_CODE = 3  # exit status of the --stop-after-epoch debug flag
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    run_dir: str
+    steps: list = field(default_factory=lambda: list(range(10)))
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 10 ** -2.5
+    model_dim: int = 32
+    model_subdim: int = 32
+    model_refinements: int = 12
+    model_shared_width: int = 5
+    model_max_step: int = N_STEPS - 1
+    model_coarse_pathway: bool = False
+    model_coarse_refinements: int = 4
+    seed: int = 0
+    mixed_precision: bool = False
+    distribute: str = "none"
+    step_weighting: bool = False
+    patience: int = 10
+    steps_per_epoch: int | None = None
+    shuffle_buffer: int = 1024
+    cycle_length: int = 4
+    val_batch_size: int | None = None
+    logical_cpus: int | None = None
+    stop_after_epoch: int | None = None
+    verbose: bool = True
+
+    @classmethod
+    def from_any(cls, config) -> "TrainConfig":
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, argparse.Namespace):
+            config = vars(config)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config) - names
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        return cls(**config)
+
+
+# ---- command line --------------------------------------------------------------------------
+
+def _steps_arg(text):
+    try:
+        return parse_steps(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _lr_arg(text):
+    t = str(text).strip()
+    try:
+        if "**" in t:
+            base, exp = t.split("**", 1)
+            v = float(base) ** float(exp)
+        else:
+            v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read learning rate {text!r} (e.g. 0.003 or 10**-2.5)") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"learning rate must be positive, got {text!r}")
+    return v
+
+
+def _pos_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m deblur.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="prepared set folder (manifest.json + shards/)")
+    p.add_argument("--run-dir", required=True, help="output folder; rerun the same command to resume")
+    p.add_argument("--steps", type=_steps_arg, default=list(range(10)),
+                   help="blur steps to train on, e.g. 0-9 or 0,2,5-9 (default 0-9)")
+    p.add_argument("--epochs", type=_pos_int, default=100)
+    p.add_argument("--batch-size", type=_pos_int, default=32, help="global batch size (default 32)")
+    p.add_argument("--lr", type=_lr_arg, default=10 ** -2.5, help="Adam learning rate (default 10**-2.5)")
+    p.add_argument("--model-dim", type=_pos_int, default=32)
+    p.add_argument("--model-subdim", type=_pos_int, default=32)
+    p.add_argument("--model-refinements", type=_nonneg_int, default=12)
+    p.add_argument("--model-shared-width", type=_pos_int, default=5)
+    p.add_argument("--model-max-step", type=_nonneg_int, default=N_STEPS - 1,
+                   help="highest step the model accepts (default 19)")
+    p.add_argument("--model-coarse-pathway", action="store_true",
+                   help="add the 2x down-scaled pathway (larger receptive field per FLOP)")
+    p.add_argument("--model-coarse-refinements", type=_nonneg_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="mixed_float16 on GPU, mixed_bfloat16 on CPU; output stays float32")
+    p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
+                   help="mirrored: all local GPUs; multiworker: MultiWorkerMirroredStrategy via TF_CONFIG")
+    p.add_argument("--step-weighting", action="store_true",
+                   help="sample steps in proportion to their last validation loss (floored)")
+    p.add_argument("--patience", type=_pos_int, default=10, help="EarlyStopping patience in epochs")
+    p.add_argument("--steps-per-epoch", type=_pos_int, default=None,
+                   help="batches per epoch (default: one pass over the training tiles)")
+    p.add_argument("--shuffle-buffer", type=_nonneg_int, default=1024, help="tiles in the shuffle buffer")
+    p.add_argument("--cycle-length", type=_pos_int, default=4, help="shards read concurrently")
+    p.add_argument("--val-batch-size", type=_pos_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--logical-cpus", type=_pos_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stop-after-epoch", type=_pos_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", dest="verbose", action="store_false", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    config = TrainConfig.from_any(args)
+    try:
+        if config.logical_cpus:
+            configure_logical_cpus(config.logical_cpus)
+        train(config)
+    except (DataError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+class RunDirError(ValueError):
+    """The run dir cannot be used for this run (message says why)."""
+
+
+def configure_logical_cpus(n: int):
+    """Split the CPU into n logical devices (must happen before TensorFlow initialises devices)."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have < n:
+            raise RuntimeError(f"TensorFlow is already initialised with {have} logical CPU(s); "
+                               f"--logical-cpus {n} must be applied before anything else") from None
+
+
+def _strategy(tf, kind: str):
+    if kind in (None, "none"):
+        return tf.distribute.get_strategy()
+    if kind == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        out.append({k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v not in ("", None)})
+    return out
+
+
+def _history_dict(rows: list[dict]) -> dict:
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def _log(config, *a):
+    if config.verbose:
+        print(*a, flush=True)
+
+
+# ---- callbacks (built lazily: they subclass keras.callbacks.Callback) --------------------------
+
+def _callback_classes():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    class StepValidation(keras.callbacks.Callback):
+        """Validate on the val split each epoch; add val_loss and val_loss_step{N} to the logs
+        (placed first, so checkpoints, LR schedule, early stopping and CSVLogger see them)."""
+
+        def __init__(self, dataset, steps, sampler=None):
+            super().__init__()
+            self.dataset, self.steps, self.sampler = dataset, list(steps), sampler
+            self._fn = None
+
+        def _losses(self):
+            if self._fn is None:
+                model = self.model
+
+                @tf.function
+                def fn(inputs, y):
+                    p = model(inputs, training=False)
+                    return tf.reduce_mean(keras.losses.binary_crossentropy(y, p), axis=[1, 2])
+                self._fn = fn
+            return self._fn
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            fn = self._losses()
+            sums, counts = {}, {}
+            for inputs, y in self.dataset:
+                loss = fn(inputs, y).numpy()
+                step = inputs["step"].numpy()[:, 0].astype(int)
+                for s in np.unique(step):
+                    m = step == s
+                    sums[s] = sums.get(s, 0.0) + float(loss[m].sum())
+                    counts[s] = counts.get(s, 0) + int(m.sum())
+            per_step = {int(s): sums[s] / counts[s] for s in sums}
+            logs["val_loss"] = sum(sums.values()) / max(1, sum(counts.values()))
+            for s in self.steps:
+                logs[f"val_loss_step{s}"] = per_step.get(s, float("nan"))
+            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            if self.sampler is not None:
+                for s, w in zip(self.sampler.steps, self.sampler.weights):
+                    logs[f"weight_step{s}"] = float(w)  # weights used during this epoch
+                self.sampler.update(per_step)
+
+    class EpochLine(keras.callbacks.Callback):
+        def __init__(self, epochs, steps, verbose=True):
+            super().__init__()
+            self.epochs, self.steps, self.verbose = epochs, steps, verbose
+            self._t = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self.verbose:
+                return
+            logs = logs or {}
+            per = " ".join(f"{s}:{logs.get(f'val_loss_step{s}', float('nan')):.4f}" for s in self.steps)
+            print(f"epoch {epoch + 1}/{self.epochs} {time.time() - self._t:.1f}s "
+                  f"loss {logs.get('loss', float('nan')):.4f} val_loss {logs.get('val_loss', float('nan')):.4f} "
+                  f"lr {logs.get('learning_rate', float('nan')):.2e} | per step {per}", flush=True)
+
+    class StopAfterEpoch(keras.callbacks.Callback):
+        """Debug: exit the process hard (os._exit) after n finished epochs, backup written."""
+
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 >= self.n:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(STOP_EXIT_CODE)
+
+    return StepValidation, EpochLine, StopAfterEpoch
+
+
+# ---- training --------------------------------------------------------------------------------
+
+def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
+    """Check resume compatibility; returns {"resuming": bool, "best": float|None}."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backup = run_dir / "backup"
+    hist = run_dir / "history.csv"
+    rows = _read_history(hist)
+    resuming = backup.is_dir() and any(backup.iterdir())
+    if resuming:
+        old = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+        for key in ("model", "steps"):
+            if key in old and old[key] != record[key]:
+                raise RunDirError(f"{run_dir}: holds an interrupted run with a different {key} "
+                                  f"({old[key]} vs {record[key]}); use another --run-dir")
+    elif rows:
+        raise RunDirError(f"{run_dir}: already holds a finished run ({len(rows)} epochs in history.csv); "
+                          f"use another --run-dir")
+    elif hist.exists():
+        hist.unlink()
+    from pipelines.atomic import write_text_atomic
+    write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2, sort_keys=True, default=str))
+    vals = [r["val_loss"] for r in rows if "val_loss" in r and math.isfinite(r["val_loss"])]
+    last = rows[-1] if rows else {}
+    return {"resuming": resuming, "best": min(vals) if (resuming and vals) else None, "last_row": last}
+
+
+def train(config) -> dict:
+    """Train as configured (TrainConfig, dict or argparse Namespace); returns the full history
+    {metric: [value per epoch]} including epochs run before a resume."""
+    config = TrainConfig.from_any(config)
+    if config.logical_cpus:
+        configure_logical_cpus(config.logical_cpus)
+    import keras
+    import tensorflow as tf
+
+    from . import data as D
+    from .model import ModelSpec, build_from_spec
+
+    StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
+    keras.utils.set_random_seed(config.seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    _log(config, "devices:", ", ".join(d.name for d in tf.config.list_logical_devices()),
+         "(GPU)" if gpus else "(no GPU: training on CPU)")
+
+    tset = D.open_set(config.data, config.steps)
+    spec = ModelSpec(dim=config.model_dim, subdim=config.model_subdim,
+                     refinements=config.model_refinements, shared_width=config.model_shared_width,
+                     input_size=tset.input_size, channels=tset.channels,
+                     max_step=config.model_max_step, coarse_pathway=config.model_coarse_pathway,
+                     coarse_refinements=config.model_coarse_refinements)
+    if max(config.steps) > spec.max_step:
+        raise DataError(None, f"--steps include {max(config.steps)} but the model's max step is {spec.max_step}")
+    D.target_crop(tset.target_size, spec.output_size, Path(config.data) / "manifest.json")
+
+    strategy = _strategy(tf, config.distribute)
+    policy = None
+    if config.mixed_precision:
+        policy = "mixed_float16" if gpus else "mixed_bfloat16"
+    run_dir = Path(config.run_dir)
+    record = {
+        "args": dataclasses.asdict(config),
+        "steps": list(config.steps),
+        "model": spec.summary(),
+        "data": {"path": str(Path(config.data).resolve()),
+                 "manifest_config": tset.manifest.get("config"),
+                 "format_version": tset.manifest.get("format_version"),
+                 "tiles": {split: {str(s): n for s, n in c.items()} for split, c in tset.counts.items()},
+                 "input_size": tset.input_size, "target_size": tset.target_size},
+        "dtype_policy": policy or "float32",
+        "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    state = _prepare_run_dir(run_dir, record, config)
+    _log(config, f"model: {spec.summary()}")
+    _log(config, f"data: {tset.count('train')} training / {tset.count('val')} val tiles, steps {config.steps}; "
+                 f"strategy {type(strategy).__name__} x{strategy.num_replicas_in_sync}; dtype {policy or 'float32'}"
+                 + ("; resuming" if state["resuming"] else ""))
+
+    with strategy.scope():
+        model = build_from_spec(spec, dtype=policy)
+        optimizer = keras.optimizers.Adam(config.lr)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
+
+    sampler = None
+    if config.step_weighting:
+        sampler = D.StepSampler(config.steps, seed=config.seed)
+        last = state["last_row"]
+        if state["resuming"] and last:
+            sampler.update({s: last[f"val_loss_step{s}"] for s in config.steps if f"val_loss_step{s}" in last})
+    train_ds = D.train_dataset(tset, config.batch_size, spec.output_size, config.shuffle_buffer,
+                               config.seed, config.cycle_length, sampler)
+    val_ds = D.val_dataset(tset, config.val_batch_size or config.batch_size, spec.output_size)
+    steps_per_epoch = config.steps_per_epoch or D.epoch_steps(tset, config.batch_size)
+
+    callbacks = [
+        StepValidation(val_ds, config.steps, sampler),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                          patience=max(1, config.patience // 2), min_lr=1e-6),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+                                        save_best_only=True, initial_value_threshold=state["best"]),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        EpochLine(config.epochs, config.steps, config.verbose),
+    ]
+    import importlib.util
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+                                                     profile_batch=0))
+    else:
+        _log(config, "note: the tensorboard package is not installed: no TensorBoard logs "
+                     "(pip install tensorboard to get run_dir/tensorboard)")
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    if config.stop_after_epoch:
+        callbacks.append(StopAfterEpoch(config.stop_after_epoch))
+
+    t0 = time.time()
+    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+              shuffle=False, verbose=0)
+    rows = _read_history(run_dir / "history.csv")
+    history = _history_dict(rows)
+    from pipelines.atomic import write_text_atomic
+    write_text_atomic(run_dir / "history.json", json.dumps(history, indent=1))
+    _log(config, f"done: {len(rows)} epochs in {time.time() - t0:.0f}s (this session); "
+                 f"best val_loss {min(history.get('val_loss', [float('nan')])):.4f}; "
+                 f"models {run_dir / 'best.keras'}, {run_dir / 'last.keras'}")
+    return history
+
+
+if __name__ == "__main__":
+    sys.exit(main())
