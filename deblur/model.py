@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import DataError

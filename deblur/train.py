@@ -224,6 +224,18 @@ def _read_history(path: Path) -> list[dict]:
     return out
 
 
+def _truncate_history(path: Path, epochs: int):
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        keep = [r for r in reader if r and int(r[header.index("epoch")]) < epochs]
+    from pipelines.atomic import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(keep)
+
+
 def _history_dict(rows: list[dict]) -> dict:
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
     return {k: [r.get(k) for r in rows] for k in keys}
@@ -331,6 +343,12 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
             if key in old and old[key] != record[key]:
                 raise RunDirError(f"{run_dir}: holds an interrupted run with a different {key} "
                                   f"({old[key]} vs {record[key]}); use another --run-dir")
+        meta = backup / "training_metadata.json"
+        done = json.loads(meta.read_text()).get("epoch") if meta.is_file() else None
+        if done is not None and any(r.get("epoch", -1) >= done for r in rows):
+            # killed after CSVLogger wrote an epoch but before its backup: that epoch reruns
+            _truncate_history(hist, done)
+            rows = [r for r in rows if r.get("epoch", -1) < done]
     elif rows:
         raise RunDirError(f"{run_dir}: already holds a finished run ({len(rows)} epochs in history.csv); "
                           f"use another --run-dir")

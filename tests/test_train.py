@@ -189,6 +189,10 @@ def test_killed_run_resumes_from_the_last_finished_epoch(data_dir, tmp_path):
     assert r.returncode == STOP_EXIT_CODE, r.stdout + r.stderr
     assert [row["epoch"] for row in _rows(run)] == ["0", "1"]
     assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    # simulate a kill between CSVLogger's row for epoch 3 and its backup: that row must not stay
+    text = (run / "history.csv").read_text()
+    (run / "history.csv").write_text(text + text.splitlines()[-1].replace("1,", "2,", 1) + "\n")
+    assert [row["epoch"] for row in _rows(run)] == ["0", "1", "2"]
     assert main(args + ["--quiet"]) == 0  # the same command again: continues with epochs 3 and 4
     rows = _rows(run)
     assert [row["epoch"] for row in rows] == ["0", "1", "2", "3"]
