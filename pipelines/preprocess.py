@@ -466,8 +466,7 @@ def preprocess_blurred(image, config=None, *, factor=None, widths=None, vignetti
     c = _resolve_config(config, {"factor": factor, "median_widths": widths, "vignetting": vignetting})
     small = downscale(image, c.factor)
     corrected, _ = remove_vignetting(small, c.vignetting, terms=c.terms, border=c.border,
-                                     n_samples=c.n_samples, discard=c.discard, seed=c.seed) \
-        if c.vignetting != "none" else remove_vignetting(small, "none")
+                                     n_samples=c.n_samples, discard=c.discard, seed=c.seed)
     return median_channels(corrected, c.median_widths)
 
 
