@@ -4,35 +4,19 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage, optimize, special
+from scipy import ndimage, optimize
 
-from .physics import EDGE_FRACTION
+from . import registration
 
 
 def disc_kernel(radius: float, edge: float | None = None) -> np.ndarray:
-    """Soft-edged pillbox of the given radius (pixels), normalised to sum 1; odd size, centred.
-
-    `edge` is the 10-90 % width of the rim (default EDGE_FRACTION * radius); the rim is an erf ramp.
-    """
+    """`registration.disc_kernel`, cached (a copy is returned, so callers may modify it)."""
     return _disc_kernel(float(radius), None if edge is None else float(edge)).copy()
 
 
 @lru_cache(maxsize=64)  # the simulator asks for the same 20 discs thousands of times
 def _disc_kernel(radius: float, edge: float | None) -> np.ndarray:
-    if radius <= 0:
-        raise ValueError(f"disc radius must be positive, got {radius}")
-    edge = EDGE_FRACTION * radius if edge is None else float(edge)
-    sigma = max(edge / 2.563, 1e-3)  # 10-90 % width of an erf ramp is 2.563 sigma
-    half = int(np.ceil(radius + 3 * sigma)) + 1
-    y, x = np.mgrid[-half:half + 1, -half:half + 1]
-    # supersample 3x3 per pixel so small discs (step 0: r = 3) keep their area
-    sub = (np.arange(3) - 1) / 3
-    k = np.zeros(x.shape)
-    for oy in sub:
-        for ox in sub:
-            d = np.hypot(x + ox, y + oy)
-            k += 0.5 * (1 + special.erf((radius - d) / (sigma * np.sqrt(2))))
-    return k / k.sum()
+    return registration.disc_kernel(radius, edge)
 
 
 def _disc_lsf(x: np.ndarray, radius: float, width: float) -> np.ndarray:
