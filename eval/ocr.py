@@ -266,15 +266,6 @@ def _init_worker() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
 
-def _score_task(image, true_text):
-    """Top-level (spawn-safe) worker. DataError does not survive pickling (its __init__
-    takes two arguments), so it travels back as a tagged tuple and is re-raised."""
-    try:
-        return ("ok", score_image(image, true_text))
-    except DataError as e:
-        return ("data_error", (str(e.path) if e.path is not None else None, e.problem))
-
-
 def score_many(pairs, workers: int | None = None, progress: bool = True) -> list[OcrResult]:
     """Score many (image, true_text) pairs; results come back in input order.
 
@@ -300,14 +291,14 @@ def score_many(pairs, workers: int | None = None, progress: bool = True) -> list
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
             ) as ex:
-                futures = {ex.submit(_score_task, im, tt): i for i, (im, tt) in enumerate(pairs)}
+                futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
                 for fut in as_completed(futures):
-                    kind, payload = fut.result()
-                    if kind == "data_error":
+                    try:
+                        results[futures[fut]] = fut.result()
+                    except DataError:
                         for f in futures:
                             f.cancel()
-                        raise DataError(*payload)
-                    results[futures[fut]] = payload
+                        raise
                     bar.update(1)
     finally:
         bar.close()

@@ -9,3 +9,6 @@ class DataError(ValueError):
         self.path = Path(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+    def __reduce__(self):  # travels intact from worker processes (the default passes one argument)
+        return (type(self), (self.path, self.problem))

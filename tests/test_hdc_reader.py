@@ -129,3 +129,9 @@ def test_missing_sharp_partner(broken_tree):
 def test_missing_root(tmp_path):
     with pytest.raises(DataError, match="data folder not found"):
         find_samples(tmp_path / "nope")
+
+
+def test_data_error_survives_pickling():
+    import pickle
+    e = pickle.loads(pickle.dumps(DataError("/x/y.tif", "unreadable")))
+    assert isinstance(e, DataError) and str(e) == "/x/y.tif: unreadable" and e.problem == "unreadable"
