@@ -1,0 +1,128 @@
+"""Ship a trained run as a packaged model: the .keras file plus a JSON model card beside it.
+
+    python -m deblur.ship --run-dir RUN [--which best|last] [--out deblur/models/default.keras]
+        [--command "the commands that produced RUN"]
+
+The card records what a reader needs to trust and reproduce the file: model configuration, the
+preprocessing it expects (inference rebuilds exactly that pipeline from the card), the training
+data (simulator seed and samples, which never overlap the evaluation seed), steps, epochs, wall
+time, machine, final and best losses (overall and per step), and the commands.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipelines.atomic import atomic_path, write_text_atomic
+from pipelines.errors import DataError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.keras"
+
+
+def card_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def read_card(model_path) -> dict:
+    """The JSON card beside a model file ({} when there is none)."""
+    p = card_path(model_path)
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no history.csv; is {run_dir} a training run folder?")
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _losses(row: dict) -> dict:
+    return {"epoch": int(row["epoch"]) + 1, "loss": row.get("loss"), "val_loss": row.get("val_loss"),
+            "val_loss_per_step": {k.removeprefix("val_loss_step"): v for k, v in row.items()
+                                  if k.startswith("val_loss_step")}}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    rows = _history(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}: history.csv has no finished epoch")
+    best = min(rows, key=lambda r: r.get("val_loss", float("inf")))
+    manifest_cfg = config["data"].get("manifest_config") or {}
+    sim_file = Path(manifest_cfg.get("data", "")) / "simulation.json"
+    sim = json.loads(sim_file.read_text()) if sim_file.is_file() else {}
+    started = (run_dir / "config.json").stat().st_mtime
+    ended = (run_dir / "history.csv").stat().st_mtime
+    return {
+        "model_file": model_file.name,
+        "sha256": _sha256(model_file),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "model": config["model"],
+        "preprocess": manifest_cfg.get("preprocess"),
+        "steps": config["steps"],
+        "training": {k: config["args"][k] for k in ("batch_size", "lr", "seed", "steps_per_epoch",
+                                                  "patience", "mixed_precision", "step_weighting")},
+        "data": {"simulator_seed": sim.get("seed"), "samples_per_font_per_step": sim.get("samples_per_font"),
+                 "layout": sim.get("layout"), "registration": manifest_cfg.get("registration"),
+                 "tiles": config["data"].get("tiles"), "tile_size": [config["data"].get("input_size"),
+                                                                     config["data"].get("target_size")],
+                 "note": "simulated with pipelines.simulate; evaluation sets use seed 9001, never used here"},
+        "epochs_run": len(rows),
+        "best": _losses(best),
+        "final": _losses(rows[-1]),
+        "wall_time_s": round(ended - started, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    **config.get("versions", {})},
+        "command": command,
+    }
+
+
+def ship(run_dir, which: str = "best", out=DEFAULT_MODEL, command: str | None = None) -> Path:
+    """Copy RUN/{which}.keras to `out` (checked by reloading it) and write the card beside it."""
+    from .model import load_model
+
+    run_dir, out = Path(run_dir), Path(out)
+    src = run_dir / f"{which}.keras"
+    load_model(src)  # refuses a file that does not reload as a model
+    with atomic_path(out, suffix=".keras") as tmp:
+        shutil.copyfile(src, tmp)
+    card = build_card(run_dir, out, command)
+    card["source"] = f"{which}.keras"
+    write_text_atomic(card_path(out), json.dumps(card, indent=2, sort_keys=True, default=str))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--which", choices=("best", "last"), default="best")
+    ap.add_argument("--out", default=str(DEFAULT_MODEL))
+    ap.add_argument("--command", default=None, help="the commands that produced the run, for the card")
+    args = ap.parse_args(argv)
+    try:
+        out = ship(args.run_dir, args.which, args.out, args.command)
+    except (FileNotFoundError, ValueError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    card = read_card(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {card_path(out)}: "
+          f"{card['epochs_run']} epochs, best val_loss {card['best']['val_loss']:.4f} at epoch {card['best']['epoch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

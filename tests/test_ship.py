@@ -1,0 +1,42 @@
+"""Shipping a run as a packaged model: the file reloads and the card says what produced it."""
+import json
+
+import numpy as np
+import pytest
+
+from test_train import MODEL_CFG, make_set
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from deblur.train import train
+
+    data = make_set(tmp_path_factory.mktemp("set"))
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(dict(data=str(data), run_dir=str(run), steps=[0, 1], epochs=2, batch_size=8, lr=0.01,
+               verbose=False, **MODEL_CFG))
+    return run
+
+
+def test_ship_copies_a_reloadable_model_and_writes_its_card(run_dir, tmp_path):
+    from deblur.model import load_model
+    from deblur.ship import read_card, ship
+
+    out = ship(run_dir, "best", tmp_path / "models" / "m.keras", command="python -m deblur.train ...")
+    card = read_card(out)
+    hist = [json.loads((run_dir / "history.json").read_text())]
+    assert card["epochs_run"] == 2 == len(hist[0]["epoch"])
+    assert card["best"]["val_loss"] == pytest.approx(min(hist[0]["val_loss"]))
+    assert set(card["best"]["val_loss_per_step"]) == {"0", "1"}
+    assert card["steps"] == [0, 1] and card["command"] == "python -m deblur.train ..."
+    assert card["model"]["output_size"] == 16 and card["wall_time_s"] >= 0
+    a, b = load_model(out), load_model(run_dir / "best.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_ship_refuses_a_folder_without_a_model(tmp_path):
+    from deblur.ship import main
+
+    assert main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "x.keras")]) == 2
+    assert not (tmp_path / "x.keras").exists()
