@@ -11,7 +11,6 @@ time, machine, final and best losses (overall and per step), and the commands.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
@@ -24,6 +23,8 @@ from pathlib import Path
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 
+from .history_plot import read_history
+
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.keras"
 
 
@@ -35,14 +36,6 @@ def read_card(model_path) -> dict:
     """The JSON card beside a model file ({} when there is none)."""
     p = card_path(model_path)
     return json.loads(p.read_text()) if p.is_file() else {}
-
-
-def _history(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no history.csv; is {run_dir} a training run folder?")
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
 def _losses(row: dict) -> dict:
@@ -58,7 +51,7 @@ def _sha256(path: Path) -> str:
 def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    rows = _history(run_dir)
+    rows = read_history(run_dir)
     if not rows:
         raise ValueError(f"{run_dir}: history.csv has no finished epoch")
     best = min(rows, key=lambda r: r.get("val_loss", float("inf")))

@@ -40,3 +40,13 @@ def test_ship_refuses_a_folder_without_a_model(tmp_path):
 
     assert main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "x.keras")]) == 2
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_history_plot_writes_a_png(run_dir, tmp_path):
+    from PIL import Image
+
+    from deblur.history_plot import main
+
+    assert main([str(run_dir), "--out", str(tmp_path / "h.png")]) == 0
+    assert Image.open(tmp_path / "h.png").size[0] > 500
+    assert main([str(tmp_path / "nothing")]) == 2

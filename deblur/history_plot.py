@@ -1,0 +1,68 @@
+"""Plot a training run's curves: loss, val_loss and the validation loss of every step per epoch.
+
+    python -m deblur.history_plot RUN_DIR [--out RUN_DIR/history.png]
+
+Per-step curves show where the model is still learning and which steps it has given up on.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from pipelines.atomic import atomic_path
+
+
+def read_history(run_dir) -> list[dict]:
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (is {run_dir} a training run folder?)")
+    with path.open() as f:
+        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
+def plot_history(run_dir, out=None) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_history(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}: history.csv has no finished epoch yet")
+    out = Path(out) if out else Path(run_dir) / "history.png"
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    steps = sorted(int(k.removeprefix("val_loss_step")) for k in rows[0] if k.startswith("val_loss_step"))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(epochs, [r.get("loss") for r in rows], label="train loss")
+    a.plot(epochs, [r.get("val_loss") for r in rows], label="val loss")
+    a.set(xlabel="epoch", ylabel="binary cross-entropy", title="overall")
+    a.legend()
+    cmap = plt.get_cmap("viridis")
+    for i, s in enumerate(steps):
+        b.plot(epochs, [r.get(f"val_loss_step{s}") for r in rows], color=cmap(i / max(1, len(steps) - 1)),
+               label=f"step {s}")
+    b.set(xlabel="epoch", ylabel="val binary cross-entropy", title="validation loss per blur step")
+    b.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    try:
+        print(f"wrote {plot_history(args.run_dir, args.out)}")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
