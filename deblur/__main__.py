@@ -1,0 +1,148 @@
+"""The HDC2021 submission command: deblur every image of a folder.
+
+    python -m deblur INPUT_DIR OUTPUT_DIR STEP [--model PATH] [--batch-size N] [--method auto|tiled|full]
+
+Reads every *.tif in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
+PSF / LSF_X / LSF_Y are skipped and counted), writes one 8-bit grayscale PNG per input with the same
+stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
+white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
+
+Exit status: 0 all written; 1 some inputs could not be read or deblurred (each is reported with
+its path and the problem; the others are still written); 2 nothing was done: bad STEP, a model
+that cannot take the step or cannot be loaded, a missing or empty input folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines.errors import DataError
+from pipelines.physics import N_STEPS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m deblur", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of blurred *.tif images")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the PNG results (created)")
+    p.add_argument("step", metavar="STEP", help=f"blur step of the images, an integer 0-{N_STEPS - 1}")
+    p.add_argument("--model", metavar="PATH", default=None,
+                   help="trained .keras model (its card PATH.json beside it); default: the shipped model")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="tiles per predict call (16)")
+    p.add_argument("--method", choices=("auto", "tiled", "full"), default="auto",
+                   help="tiled = as in training; full = whole image at once (same result, faster); "
+                        "auto = full where it applies")
+    return p
+
+
+def _parse_step(text: str) -> int:
+    try:
+        step = int(text)
+    except ValueError:
+        raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1}, got {text!r}") from None
+    if not 0 <= step < N_STEPS:
+        raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1}, got {step}")
+    return step
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        step = _parse_step(args.step)
+    except ValueError as e:
+        parser.print_usage(sys.stderr)
+        return _fail(str(e))
+    if args.batch_size < 1:
+        parser.print_usage(sys.stderr)
+        return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    from pipelines.hdc import is_calibration, load_tiff
+
+    in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
+    if not in_dir.is_dir():
+        return _fail(f"{in_dir}: input folder not found")
+    tifs = sorted(in_dir.glob("*.tif"))
+    calibration = [p for p in tifs if is_calibration(p)]
+    inputs = [p for p in tifs if not is_calibration(p)]
+    if not inputs:
+        extra = f" (only {len(calibration)} calibration shots, which are skipped)" if calibration else ""
+        return _fail(f"{in_dir}: no *.tif images to deblur{extra}")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipelines.output import to_uint8, write_png
+
+    from .infer import Deblurrer
+
+    try:
+        deblurrer = Deblurrer.from_file(args.model, batch_size=args.batch_size, method=args.method)
+        deblurrer.check_step(step)
+    except (DataError, ValueError) as e:  # ModelLoadError is a DataError
+        return _fail(str(e))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _fail(f"{out_dir}: cannot create the output folder ({e.strerror or e})")
+
+    from tqdm import tqdm
+
+    model_name = deblurrer.source if deblurrer.source is not None else "(in memory)"
+    print(f"deblurring {len(inputs)} images of {in_dir} at step {step} with {model_name}; "
+          f"skipping {len(calibration)} calibration shots", flush=True)
+    failed: list[tuple[Path, str]] = []
+    written = 0
+    per_image: list[dict[str, float]] = []  # stage seconds of every written image
+    t_start = time.perf_counter()
+    bar = tqdm(inputs, desc="deblur", unit="img", file=sys.stderr)
+    for path in bar:
+        bar.set_postfix_str(path.name, refresh=False)
+        try:
+            t0 = time.perf_counter()
+            image = load_tiff(path, expect_shape=None)
+            t1 = time.perf_counter()
+            result = deblurrer.deblur(image, step)
+            t2 = time.perf_counter()
+            write_png(out_dir / f"{path.stem}.png", to_uint8(result))
+            t3 = time.perf_counter()
+        except DataError as e:
+            failed.append((path, e.problem))
+        except Exception as e:  # one bad image must not stop a submission run
+            failed.append((path, f"{type(e).__name__}: {e}"))
+        else:
+            written += 1
+            per_image.append({"total": t3 - t0, "read": t1 - t0, "write": t3 - t2,
+                              **{k: deblurrer.timings.get(k, 0.0) for k in ("preprocess", "predict", "stitch")}})
+            continue
+        bar.write(f"failed: {failed[-1][0]}: {failed[-1][1]}", file=sys.stderr)
+    bar.close()
+    total = time.perf_counter() - t_start
+
+    print(f"wrote {written} PNG{'s' if written != 1 else ''} to {out_dir}")
+    print(f"skipped {len(calibration)} calibration shot{'s' if len(calibration) != 1 else ''}"
+          + (f" ({', '.join(p.name for p in calibration)})" if calibration else ""))
+    if written:
+        # the first image also pays for building the graph (tracing): leave it out of the stages
+        steady = per_image[1:] or per_image
+        per = {k: sum(t[k] for t in steady) / len(steady) for k in steady[0]}
+        print(f"{total / len(inputs):.2f} s per image over {len(inputs)} images; "
+              f"{per['total']:.2f} s per image{' after the first' if len(per_image) > 1 else ''} "
+              f"(read {per['read']:.2f}, preprocess {per['preprocess']:.2f}, predict {per['predict']:.2f} "
+              f"[{deblurrer.last_method}], stitch+upscale {per['stitch']:.2f}, write {per['write']:.2f})")
+    if failed:
+        print(f"failed {len(failed)}:", file=sys.stderr)
+        for path, problem in failed:
+            print(f"  {path}: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

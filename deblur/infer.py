@@ -1,0 +1,258 @@
+"""Full-image deblurring with a trained model: the API behind `python -m deblur` (the submission CLI).
+
+    from deblur.infer import Deblurrer
+    d = Deblurrer.from_file("runs/r1/best.keras")   # or from_file() for the shipped default model
+    out = d.deblur(image, step)                      # (H, W) float32 in [0, 1], 1 = white paper
+
+Pipeline (the same stages as training, `pipelines.preprocess` / `pipelines.tiling`):
+
+    full-size blurred image -> preprocess_blurred (1:7, vignetting removed, median channels)
+        -> TileGrid at the model's input/output size -> batched predict -> stitch(blend="smooth")
+        -> upscale to the input's full shape
+
+"tiled" is the reference path: exactly what the network saw in training (110 x 110 tiles, 52 x 52
+valid outputs). For a fully convolutional hdc_deblur model (no coarse pathway) every output pixel
+depends only on the input pixels of its own tile, so running a copy of the model with a free input
+size (`deblur.model.rebuild(model, input_size=None)`) once on the whole image, padded by the tile
+margin exactly as `TileGrid` pads it, gives the same result (to float round-off; tested) with
+about half the convolution work, because overlapping tiles recompute their shared borders. That
+is the "full" path; method="auto" (the default) uses it when it applies and "tiled" otherwise.
+
+TensorFlow / Keras are imported lazily, inside functions: `import deblur.infer` stays light.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.physics import N_STEPS, check_step
+from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale
+from pipelines.tiling import TileGrid
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.keras"
+METHODS = ("auto", "tiled", "full")
+# Above this many padded input pixels the whole-image path falls back to tiles (memory: the
+# activations of a 32-channel layer cost 128 bytes per pixel). HDC images at 1:7 are ~0.1 Mpx.
+FULL_MAX_PIXELS = 4_000_000
+
+
+def card_path(model_path) -> Path:
+    """The model card beside a model file: same stem, `.json`."""
+    return Path(model_path).with_suffix(".json")
+
+
+def read_card(model_path) -> dict:
+    """The model card (a JSON object) beside `model_path`, or {} if there is none."""
+    from .model import ModelLoadError
+
+    path = card_path(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(path, f"cannot read the model card ({e})") from None
+    if not isinstance(card, dict):
+        raise ModelLoadError(path, "the model card must be a JSON object")
+    return card
+
+
+def as_unit_image(image) -> np.ndarray:
+    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, floats must already be in [0, 1]."""
+    a = np.asarray(image)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / np.float32(65535)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"expected a uint16 image or a float image in [0, 1], got dtype {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise ValueError("image contains NaN or infinite values")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError(f"a float image must be in [0, 1], got values in [{a.min():.4g}, {a.max():.4g}] "
+                         "(pass uint16 data as uint16, or divide it by 65535)")
+    return a
+
+
+def _tile_geometry(model) -> tuple[int, int, int]:
+    """(input tile size, output tile size, input channels) from a Keras model's shapes."""
+    image_in = None
+    for t in model.inputs:
+        name = getattr(t, "name", "")
+        if name == "image" or name.startswith("image"):
+            image_in = t
+    if image_in is None:
+        raise ValueError(f"model {model.name!r} has no input named 'image' "
+                         "(expected inputs {'image': (b, n, n, C), 'step': (b, 1)})")
+    shape = tuple(image_in.shape)
+    out = tuple(model.outputs[0].shape)
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
+        raise ValueError(f"model {model.name!r} needs a fixed square input tile, has {shape}")
+    if len(out) != 4 or out[1] is None or out[1] != out[2] or out[3] != 1:
+        raise ValueError(f"model {model.name!r} must output (b, n, n, 1) tiles, has {out}")
+    return int(shape[1]), int(out[1]), int(shape[3])
+
+
+class Deblurrer:
+    """A trained model with its preprocessing: blurred full-size image + step -> deblurred image.
+
+    `model`: an hdc_deblur Keras model (or any Keras model with inputs {"image": (b, n, n, C),
+    "step": (b, 1)} and output (b, m, m, 1) in [0, 1] that is the centre crop of its input);
+    `preprocess`: the PreprocessConfig the model was trained with; `batch_size`: tiles per
+    predict call; `method`: "auto", "tiled" or "full" (module docstring).
+    After every call, `timings` holds the seconds of its stages: preprocess, predict, stitch.
+    """
+
+    def __init__(self, model, preprocess: PreprocessConfig | None = None, batch_size: int = 16,
+                 method: str = "auto"):
+        if preprocess is None:
+            preprocess = PreprocessConfig()
+        elif isinstance(preprocess, dict):
+            preprocess = PreprocessConfig.from_dict(preprocess)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        self.model = model
+        self.preprocess = preprocess
+        self.batch_size = int(batch_size)
+        self.method = method
+        self.in_size, self.out_size, channels = _tile_geometry(model)
+        if channels != preprocess.channels:
+            raise ValueError(f"model {model.name!r} takes {channels} input channels but the preprocessing "
+                             f"gives {preprocess.channels} (median widths {preprocess.median_widths}); "
+                             "is the model card missing or wrong?")
+        if (self.in_size - self.out_size) % 2:
+            raise ValueError(f"model {model.name!r}: input {self.in_size} and output {self.out_size} "
+                             "differ by an odd number of pixels (the output must be the centre crop)")
+        self._spec = self._hdc_spec(model)
+        self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
+        self._full_model = None
+        self.timings: dict[str, float] = {}
+        self.last_method: str | None = None
+        self.source: Path | None = None
+        self.card: dict = {}
+
+    @staticmethod
+    def _hdc_spec(model):
+        from .model import spec_of
+
+        try:
+            return spec_of(model)
+        except ValueError:  # not an hdc_deblur model (no StepInput layer): tiled path only
+            return None
+
+    @classmethod
+    def from_file(cls, path=None, batch_size: int = 16, method: str = "auto") -> "Deblurrer":
+        """Load a saved model (.keras) and its card (same stem, .json: "preprocess" holds the
+        PreprocessConfig it was trained with; defaults if absent). path None: the shipped default
+        model `deblur/models/default.keras`. Raises ModelLoadError naming the file."""
+        from .model import ModelLoadError, load_model
+
+        if path is None:
+            path = DEFAULT_MODEL
+            if not path.is_file():
+                raise ModelLoadError(path, "no default model is shipped yet; pass --model PATH")
+        path = Path(path)
+        model = load_model(path)
+        card = read_card(path)
+        try:
+            pre = PreprocessConfig.from_dict(card.get("preprocess") or {})
+        except (TypeError, ValueError) as e:
+            raise ModelLoadError(card_path(path), f"bad \"preprocess\" settings: {e}") from None
+        try:
+            d = cls(model, pre, batch_size=batch_size, method=method)
+        except ValueError as e:
+            raise ModelLoadError(path, str(e)) from None
+        d.source, d.card = path, card
+        return d
+
+    # ------------------------------------------------------------------ checks
+    def check_step(self, step) -> int:
+        """The step as an int; ValueError if it is not 0-19 or beyond what the model was trained for."""
+        step = check_step(step)
+        if step > self.max_step:
+            raise ValueError(f"the model was built for blur steps 0-{self.max_step} and cannot deblur "
+                             f"step {step}")
+        return step
+
+    # ------------------------------------------------------------------ stages
+    def _use_full(self, shape) -> bool:
+        if self.method == "tiled" or self._spec is None or self._spec.coarse_pathway:
+            ok = False
+        else:
+            h, w = shape[:2]
+            m = (self.in_size - self.out_size) // 2
+            ok = min(h, w) >= self.out_size and (h + 2 * m) * (w + 2 * m) <= FULL_MAX_PIXELS
+        if self.method == "full" and not ok:
+            raise ValueError("method 'full' needs an hdc_deblur model without the coarse pathway and an "
+                             f"image of at least {self.out_size} px per side at 1:{self.preprocess.factor:g}")
+        return ok
+
+    def _full(self):
+        if self._full_model is None:
+            from .model import rebuild
+
+            policy = getattr(getattr(self.model, "dtype_policy", None), "name", None) or "float32"
+            self._full_model = rebuild(self.model, input_size=None, dtype=policy)
+        return self._full_model
+
+    def predict_tiles(self, tiles: np.ndarray, step: int) -> np.ndarray:
+        """(n, in, in, C) tiles -> (n, out, out) model outputs, `batch_size` tiles per
+        predict_on_batch call (measured faster on CPU than model.predict or eager calls)."""
+        outs = []
+        for i in range(0, len(tiles), self.batch_size):
+            batch = tiles[i:i + self.batch_size]
+            steps = np.full((len(batch), 1), step, dtype=np.float32)
+            outs.append(np.asarray(self.model.predict_on_batch({"image": batch, "step": steps})))
+        return np.concatenate(outs)[..., 0].astype(np.float32, copy=False)
+
+    def predict_small(self, x: np.ndarray, step: int) -> np.ndarray:
+        """Preprocessed (h, w, C) input -> (h, w) float32 network output in [0, 1].
+        Sets timings["predict"] (model calls) and timings["stitch"] (tiling and stitching)."""
+        step = self.check_step(step)
+        t0 = time.perf_counter()
+        grid = TileGrid.for_image(x.shape, self.in_size, self.out_size)
+        if self._use_full(x.shape):
+            self.last_method = "full"
+            m = grid.margin  # pad as TileGrid.extract pads (h, w >= out_size: no canvas growth)
+            p = np.pad(x, ((m, m), (m, m), (0, 0)), mode=grid.pad_mode)[None].astype(np.float32, copy=False)
+            t1 = time.perf_counter()
+            out = self._full().predict_on_batch({"image": p, "step": np.array([[step]], dtype=np.float32)})
+            small = np.asarray(out, dtype=np.float32)[0, ..., 0]
+            t2 = time.perf_counter()
+        else:
+            self.last_method = "tiled"
+            tiles = grid.extract(x)
+            t1 = time.perf_counter()
+            outputs = self.predict_tiles(tiles, step)
+            t2 = time.perf_counter()
+            small = grid.stitch(outputs, blend="smooth")
+        self.timings["predict"] = t2 - t1
+        self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
+        return small
+
+    def deblur_small(self, image, step) -> np.ndarray:
+        """Blurred full-size image (uint16, or float in [0, 1]) -> (h, w) float32 result at the
+        preprocessing scale (1:7 by default), 1 = white."""
+        step = self.check_step(step)
+        a = as_unit_image(image)
+        self.timings = {}
+        t0 = time.perf_counter()
+        x = preprocess_blurred(a, self.preprocess)
+        self.timings["preprocess"] = time.perf_counter() - t0
+        return self.predict_small(x, step)
+
+    def deblur(self, image, step) -> np.ndarray:
+        """Blurred full-size image (uint16, or float in [0, 1]) -> deblurred float32 image of the
+        same shape, in [0, 1], 1 = white paper. `timings["stitch"]` includes the up-scaling."""
+        a = as_unit_image(image)
+        small = self.deblur_small(a, step)
+        t0 = time.perf_counter()
+        out = np.clip(upscale(small, a.shape, factor=self.preprocess.factor), 0.0, 1.0)
+        self.timings["stitch"] += time.perf_counter() - t0
+        return out.astype(np.float32, copy=False)
