@@ -24,19 +24,7 @@ from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 
 from .history_plot import read_history
-
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.keras"
-
-
-def card_path(model_path) -> Path:
-    return Path(model_path).with_suffix(".json")
-
-
-def read_card(model_path) -> dict:
-    """The JSON card beside a model file ({} when there is none)."""
-    p = card_path(model_path)
-    return json.loads(p.read_text()) if p.is_file() else {}
-
+from .infer import DEFAULT_MODEL, card_path, read_card
 
 def _losses(row: dict) -> dict:
     return {"epoch": int(row["epoch"]) + 1, "loss": row.get("loss"), "val_loss": row.get("val_loss"),
