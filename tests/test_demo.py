@@ -1,5 +1,5 @@
 """The leaderboard's challenge rule."""
-from eval.demo import highest_step_passed
+from eval.demo import highest_step_passed  # re-exported from eval.score
 
 
 def _rows(scores):
@@ -12,3 +12,26 @@ def test_highest_step_passed_needs_every_step_below():
     assert highest_step_passed(_rows([100] * 20), "m") == 19
     gap = [r for r in _rows([90, 90, 90]) if r["step"] != 1]
     assert highest_step_passed(gap, "m") == 0
+
+
+def test_demo_default_methods(tmp_path):
+    from eval.demo import default_methods
+
+    assert default_methods(tmp_path / "absent.keras") == ["sharp", "identity", "wiener", "rl"]
+    (tmp_path / "m.keras").write_bytes(b"x")
+    assert default_methods(tmp_path / "m.keras")[-1] == "model"
+
+
+def test_demo_end_to_end_small(tmp_path, capsys):
+    import json
+
+    from eval.demo import main
+
+    assert main(["--out", str(tmp_path), "--steps", "0", "--samples", "1", "--workers", "1",
+                 "--methods", "sharp,identity"]) == 0
+    out = capsys.readouterr().out
+    assert "highest step passed" in out
+    data = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert data["methods"] == ["sharp", "identity"] and data["steps"] == [0]
+    assert (tmp_path / "data" / "simulation.json").is_file()
+    assert (tmp_path / "montage.png").is_file() and (tmp_path / "leaderboard.png").is_file()

@@ -1,0 +1,425 @@
+"""The leaderboard: deblur an HDC2021 data set with several methods and score them with the official
+OCR scorer, per blur step.
+
+    python -m eval.score --data DIR [--methods sharp,identity,wiener,rl,model] [--steps 0-19]
+        [--model PATH] [--out out/score] [--samples N] [--workers N]
+
+Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50 columns white):
+  sharp     CAM01 as is: the ceiling
+  identity  CAM02 (blurred) as is
+  wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
+  rl        Richardson-Lucy deconvolution at 1:7 (same)
+  model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
+
+Works on both HDC layouts (training and evaluation). `--samples N` takes the first N samples per font
+per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
+number of failures, mean character error rate, pass (score >= 70); per method the highest step
+passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails).
+
+Writes to --out: leaderboard.csv, leaderboard.json, per_image.csv, leaderboard.png (score vs step),
+montage.png (blurred, each method, sharp at three steps) and every output image under
+images/<method>/step<N>/<stem>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.atomic import atomic_path, write_text_atomic
+from pipelines.errors import DataError
+from pipelines.hdc import find_samples, load_tiff
+from pipelines.output import to_uint8, write_png
+from pipelines.physics import parse_steps
+
+from .ocr import official_score, score_many
+
+PASS = 70
+METHODS = ("sharp", "identity", "wiener", "rl", "model")
+FONTS = ("Times", "Verdana")
+ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
+
+
+# --------------------------------------------------------------------------------------------
+# samples and methods
+# --------------------------------------------------------------------------------------------
+
+def select_samples(data, steps=None, per_font: int | None = None) -> list:
+    """The text samples below `data` at `steps`, the first `per_font` per (step, font) if given.
+    Raises DataError when there are none."""
+    samples = find_samples(data, steps=None if steps is None else set(steps))
+    if per_font is not None:
+        if per_font < 1:
+            raise ValueError("--samples must be at least 1")
+        kept, count = [], {}
+        for s in samples:
+            k = (s.step, s.font)
+            if count.get(k, 0) < per_font:
+                kept.append(s)
+                count[k] = count.get(k, 0) + 1
+        samples = kept
+    if not samples:
+        which = "any step" if steps is None else f"steps {format_steps(steps)}"
+        raise DataError(data, f"no text samples found for {which} (HDC2021 training or evaluation layout expected)")
+    return samples
+
+
+def format_steps(steps) -> str:
+    steps = sorted(steps)
+    if steps and steps == list(range(steps[0], steps[-1] + 1)) and len(steps) > 1:
+        return f"{steps[0]}-{steps[-1]}"
+    return ",".join(map(str, steps))
+
+
+def default_model_path() -> Path:
+    """deblur/models/default.keras, located without importing deblur (nor TensorFlow)."""
+    spec = importlib.util.find_spec("deblur")
+    base = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations \
+        else Path(__file__).resolve().parents[1] / "deblur"
+    return base / "models" / "default.keras"
+
+
+def check_model(path=None) -> Path:
+    """The model file `path` (None: the shipped default); DataError if it is not there."""
+    target = Path(path) if path is not None else default_model_path()
+    if not target.is_file():
+        raise DataError(target, "model file not found" + (
+            " (no default model shipped yet: train one with deblur.train and pass --model PATH)"
+            if path is None else ""))
+    return target
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = list(dict.fromkeys(m.strip() for m in str(text).split(",") if m.strip()))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, bad))}; known: {', '.join(METHODS)}")
+    if not methods:
+        raise ValueError(f"no methods given; known: {', '.join(METHODS)}")
+    return methods
+
+
+def _sharp(sample) -> np.ndarray:
+    return to_uint8(load_tiff(sample.sharp, expect_shape=None))
+
+
+def _identity(sample) -> np.ndarray:
+    return to_uint8(load_tiff(sample.blurred, expect_shape=None))
+
+
+class ModelMethod:
+    """The network through deblur.infer.Deblurrer (imported only when this method is used)."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path is not None else None
+        check_model(self.path)
+        try:
+            from deblur.infer import Deblurrer
+        except ImportError as e:
+            raise RuntimeError(f"the model method needs deblur.infer ({e})") from None
+        self.deblurrer = Deblurrer.from_file(None if self.path is None else str(self.path))
+        self.max_step = int(getattr(self.deblurrer, "max_step", 19))
+
+    def supports(self, step: int) -> bool:
+        """Whether the model was built for this step (a model trained on steps 0-9 is not scored
+        beyond: those steps count as not passed)."""
+        return int(step) <= self.max_step
+
+    def __call__(self, sample) -> np.ndarray:
+        import tifffile
+
+        raw = tifffile.imread(sample.blurred)
+        if raw.dtype != np.uint16:  # load_tiff's checks and messages
+            raw = np.rint(load_tiff(sample.blurred, expect_shape=None) * 65535).astype(np.uint16)
+        out = np.asarray(self.deblurrer.deblur(raw, sample.step), dtype=np.float32)
+        return to_uint8(out)
+
+
+def make_method(name: str, data_root=None, model=None, params: dict | None = None):
+    """A callable sample -> full-size uint8 image for one leaderboard method."""
+    if name == "sharp":
+        return _sharp
+    if name == "identity":
+        return _identity
+    if name in ("wiener", "rl"):
+        from .baselines import Baseline
+        return Baseline(name, data_root, params)
+    if name == "model":
+        return ModelMethod(model)
+    raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+
+
+def image_path(out, method: str, sample) -> Path:
+    return Path(out) / "images" / method / f"step{sample.step}" / f"{Path(sample.blurred).stem}.png"
+
+
+_WORKER_METHODS: dict = {}
+
+
+def _produce(job) -> str:
+    """Worker: run one (picklable) method on one sample and write its PNG."""
+    name, data_root, params, sample, path = job
+    key = (name, str(data_root))
+    if key not in _WORKER_METHODS:
+        _WORKER_METHODS[key] = make_method(name, data_root, params=params)
+    write_png(path, _WORKER_METHODS[key](sample))
+    return str(path)
+
+
+def produce(name: str, samples, out, data_root=None, model=None, params=None, workers: int = 1,
+            progress: bool = True, fn=None) -> list[Path]:
+    """Run a method on every sample; write images/<method>/step<N>/<stem>.png; return the paths.
+    `fn`: the method's callable when already made (the model: loaded once, run in this process)."""
+    from tqdm import tqdm
+
+    paths = [image_path(out, name, s) for s in samples]
+    bar = tqdm(total=len(samples), desc=f"deblur {name}", unit="img", disable=not progress)
+    try:
+        if fn is not None or name == "model" or workers <= 1 or len(samples) < 2:
+            fn = fn or make_method(name, data_root, model, params)
+            for s, p in zip(samples, paths):
+                write_png(p, fn(s))
+                bar.update(1)
+        else:
+            jobs = [(name, data_root, params, s, p) for s, p in zip(samples, paths)]
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
+                for _ in ex.map(_produce, jobs, chunksize=4):
+                    bar.update(1)
+    finally:
+        bar.close()
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# aggregation
+# --------------------------------------------------------------------------------------------
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+def aggregate(records) -> list[dict]:
+    """Per (method, step) rows from per-image records {method, step, font, score (int or None), cer}.
+
+    score = mean official score (failures, score None, count as 0), also per font (None when the
+    step has no image of that font); failures = number of None scores; passed = score >= 70.
+    Methods keep their first-seen order, steps are sorted.
+    """
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(r["method"], {}).setdefault(int(r["step"]), []).append(r)
+    rows = []
+    for method, by_step in groups.items():
+        for step in sorted(by_step):
+            rs = by_step[step]
+            official = [official_score_of(r) for r in rs]
+            score = float(np.mean(official))
+            row = {"method": method, "step": step, "n": len(rs), "score": score}
+            for font in FONTS:
+                row[f"score_{font.lower()}"] = _mean(official_score_of(r) for r in rs if r["font"] == font)
+            row["failures"] = sum(r["score"] is None for r in rs)
+            row["cer"] = float(np.mean([r["cer"] for r in rs]))
+            row["passed"] = score >= PASS
+            rows.append(row)
+    return rows
+
+
+def official_score_of(record) -> int:
+    return 0 if record["score"] is None else int(record["score"])
+
+
+def highest_step_passed(rows, method) -> int:
+    """Challenge rule: every step from 0 up to it passed (-1 if step 0 fails or is missing)."""
+    best = -1
+    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"]):
+        if r["step"] != best + 1 or r["score"] < PASS:
+            break
+        best = r["step"]
+    return best
+
+
+def summary(rows) -> dict:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    return {m: highest_step_passed(rows, m) for m in methods}
+
+
+# --------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------
+
+def _fmt(v, digits=1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(rows) -> str:
+    """The long table (one line per method and step), then the step x method score summary."""
+    head = ("method", "step", "n", "score", "Times", "Verdana", "fail", "CER", "pass")
+    lines = [f"{head[0]:<9} {head[1]:>4} {head[2]:>3} {head[3]:>6} {head[4]:>6} {head[5]:>7} "
+             f"{head[6]:>4} {head[7]:>6} {head[8]:>4}"]
+    for r in rows:
+        lines.append(f"{r['method']:<9} {r['step']:>4} {r['n']:>3} {_fmt(r['score']):>6} "
+                     f"{_fmt(r['score_times']):>6} {_fmt(r['score_verdana']):>7} {r['failures']:>4} "
+                     f"{_fmt(r['cer'], 3):>6} {_fmt(r['passed']):>4}")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    steps = sorted({r["step"] for r in rows})
+    by = {(r["method"], r["step"]): r for r in rows}
+    lines += ["", "mean official score per step:",
+              f"{'step':>4} " + " ".join(f"{m:>9}" for m in methods)]
+    for s in steps:
+        lines.append(f"{s:>4} " + " ".join(f"{_fmt(by[(m, s)]['score']) if (m, s) in by else '-':>9}"
+                                            for m in methods))
+    lines.append("highest step passed (every step from 0 up to it >= 70): "
+                 + ", ".join(f"{m} {highest_step_passed(rows, m)}" for m in methods))
+    return "\n".join(lines)
+
+
+def markdown_table(rows) -> str:
+    """step x method scores as a Markdown table (the README's format)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    steps = sorted({r["step"] for r in rows})
+    by = {(r["method"], r["step"]): r for r in rows}
+    out = ["| step | " + " | ".join(map(str, steps)) + " | highest passed |",
+           "|---" * (len(steps) + 2) + "|"]
+    for m in methods:
+        cells = [f"{by[(m, s)]['score']:.0f}" if (m, s) in by else "-" for s in steps]
+        out.append(f"| {m} | " + " | ".join(cells) + f" | {highest_step_passed(rows, m)} |")
+    return "\n".join(out)
+
+
+def write_csv(path, rows, fields) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+
+
+def plot(rows, path) -> None:
+    """Mean official score vs step, one line per method, the pass line dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((r["step"], r["score"]) for r in rows if r["method"] == method)
+        ax.plot(*zip(*pts), marker="o", ms=4, label=f"{method} ({highest_step_passed(rows, method)})")
+    ax.axhline(PASS, color="gray", ls="--", lw=1, label="pass (70)")
+    steps = sorted({r["step"] for r in rows})
+    ax.set(xlabel="blur step", ylabel="mean official OCR score", ylim=(-2, 102),
+           xticks=range(min(steps), max(steps) + 1))
+    ax.set_title("OCR score per blur step (highest step passed in brackets)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole run
+# --------------------------------------------------------------------------------------------
+
+def evaluate(data, methods, steps=None, out="out/score", samples: int | None = None,
+             workers: int | None = None, model=None, params: dict | None = None,
+             progress: bool = True, echo=print) -> dict:
+    """Deblur, score, aggregate and write everything; returns {"rows", "highest_step_passed", ...}."""
+    from .montage import montage
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    methods = parse_methods(",".join(methods)) if not isinstance(methods, str) else parse_methods(methods)
+    chosen = select_samples(data, steps, samples)
+    found = sorted({s.step for s in chosen})
+    if steps is not None and set(steps) - set(found):
+        echo(f"note: no samples for step(s) {format_steps(set(steps) - set(found))}; scoring {format_steps(found)}")
+    n_workers = max(1, int(workers)) if workers is not None else (os.cpu_count() or 1)
+    echo(f"{len(chosen)} images at steps {format_steps(found)}; methods {', '.join(methods)}")
+    fns, per_method = {}, {m: chosen for m in methods}
+    if "model" in methods:  # load it before any other work: a bad model fails fast
+        fns["model"] = ModelMethod(model)
+        per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
+        if len(per_method["model"]) < len(chosen):
+            echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
+    images = {m: produce(m, per_method[m], out, data, model, params, n_workers, progress, fns.get(m))
+              for m in methods}
+    pairs = [(p, "\n".join(s.text)) for m in methods for s, p in zip(per_method[m], images[m])]
+    results = score_many(pairs, workers=n_workers, progress=progress)
+    records = []
+    i = 0
+    for m in methods:
+        for s, p in zip(per_method[m], images[m]):
+            r = results[i]
+            i += 1
+            records.append({"method": m, "step": s.step, "font": s.font, "sample_id": s.sample_id,
+                            "score": r.score, "official": official_score(r), "cer": r.cer,
+                            "reason": r.reason, "ocr_middle": r.ocr_lines[1] if len(r.ocr_lines) > 1 else "",
+                            "true_middle": s.text[1], "image": str(p.relative_to(out)),
+                            "blurred": str(s.blurred)})
+    rows = aggregate(records)
+    best = summary(rows)
+    write_csv(out / "leaderboard.csv", rows, ROW_FIELDS)
+    write_csv(out / "per_image.csv", records, list(records[0]))
+    plot(rows, out / "leaderboard.png")
+    montage(chosen, methods, out, out / "montage.png")
+    result = {"data": str(data), "steps": found, "methods": methods, "samples_per_font": samples,
+              "n_images": len(chosen), "pass_threshold": PASS, "rows": rows, "highest_step_passed": best,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    write_text_atomic(out / "leaderboard.json", json.dumps(result, indent=2))
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="HDC2021 data (training or evaluation layout)")
+    ap.add_argument("--methods", default="sharp,identity,wiener,rl",
+                    help=f"comma-separated, from {','.join(METHODS)} (default: %(default)s)")
+    ap.add_argument("--steps", default="0-19")
+    ap.add_argument("--model", type=Path, default=None, help="a .keras model (default: the shipped one)")
+    ap.add_argument("--out", type=Path, default=Path("out/score"))
+    ap.add_argument("--samples", type=int, default=None, help="first N samples per font per step (default: all)")
+    ap.add_argument("--workers", type=int, default=None, help="processes for deblurring and OCR (default: all cores)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        steps = parse_steps(args.steps)
+        methods = parse_methods(args.methods)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.samples is not None and args.samples < 1:
+        ap.error("--samples must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        ap.error("--workers must be at least 1")
+    try:
+        result = evaluate(args.data, methods, steps, args.out, args.samples, args.workers, args.model,
+                          progress=not args.quiet)
+    except (DataError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print()
+    print(format_table(result["rows"]))
+    print(f"\nwrote {args.out}/leaderboard.csv, leaderboard.json, leaderboard.png, montage.png, per_image.csv "
+          f"and images/ ({result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The leaderboard (eval.score): aggregation and the challenge rule on hand-made results, the CLI on
+a small simulated evaluation tree, the model method through a stand-in Deblurrer."""
+import csv
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval import score as S
+
+
+def _rec(method, step, font, score, cer=0.1):
+    return {"method": method, "step": step, "font": font, "score": score, "cer": cer}
+
+
+def test_aggregate_means_per_font_and_failures_as_zero():
+    recs = [_rec("m", 0, "Times", 100, 0.0), _rec("m", 0, "Times", None, 1.0),
+            _rec("m", 0, "Verdana", 80, 0.2), _rec("m", 0, "Verdana", 60, 0.4),
+            _rec("m", 1, "Times", 70, 0.3)]
+    rows = S.aggregate(recs)
+    r0, r1 = rows
+    assert (r0["method"], r0["step"], r0["n"]) == ("m", 0, 4)
+    assert r0["score"] == pytest.approx((100 + 0 + 80 + 60) / 4)
+    assert r0["score_times"] == pytest.approx(50.0)
+    assert r0["score_verdana"] == pytest.approx(70.0)
+    assert r0["failures"] == 1
+    assert r0["cer"] == pytest.approx(0.4)
+    assert r0["passed"] is False
+    assert r1["score"] == 70 and r1["passed"] is True  # 70 passes
+    assert r1["score_verdana"] is None  # no Verdana image at that step
+    assert list(r0) == list(S.ROW_FIELDS)
+
+
+def test_aggregate_keeps_method_order_and_sorts_steps():
+    recs = [_rec("b", 3, "Times", 90), _rec("a", 1, "Times", 90), _rec("b", 0, "Times", 90)]
+    rows = S.aggregate(recs)
+    assert [(r["method"], r["step"]) for r in rows] == [("b", 0), ("b", 3), ("a", 1)]
+
+
+def _rows(scores, method="m", start=0):
+    return [{"method": method, "step": s, "score": v} for s, v in enumerate(scores, start)]
+
+
+def test_highest_step_passed_edge_cases():
+    assert S.highest_step_passed(_rows([90, 80, 70, 69.9, 95]), "m") == 2   # 70 passes, 69.9 not
+    assert S.highest_step_passed(_rows([60, 90]), "m") == -1                 # step 0 fails
+    assert S.highest_step_passed(_rows([100] * 20), "m") == 19
+    assert S.highest_step_passed(_rows([90, 90], start=1), "m") == -1        # step 0 not scored
+    gap = [r for r in _rows([90, 90, 90]) if r["step"] != 1]
+    assert S.highest_step_passed(gap, "m") == 0                              # a missing step stops it
+    assert S.highest_step_passed(_rows([90]), "other") == -1
+    shuffled = list(reversed(_rows([90, 90, 50, 90])))
+    assert S.highest_step_passed(shuffled, "m") == 1
+    both = _rows([90, 90], "a") + _rows([50, 90], "b")
+    assert S.summary(both) == {"a": 1, "b": -1}
+
+
+def test_parse_methods():
+    assert S.parse_methods("sharp, identity,sharp") == ["sharp", "identity"]
+    with pytest.raises(ValueError, match="unknown method.*'tv'"):
+        S.parse_methods("sharp,tv")
+    with pytest.raises(ValueError, match="no methods"):
+        S.parse_methods(",")
+
+
+def test_tables_format():
+    rows = S.aggregate([_rec("sharp", 0, "Times", 100), _rec("sharp", 1, "Times", 90),
+                        _rec("identity", 0, "Verdana", None), _rec("identity", 1, "Verdana", 75)])
+    text = S.format_table(rows)
+    assert text.splitlines()[0].split() == ["method", "step", "n", "score", "Times", "Verdana", "fail", "CER", "pass"]
+    assert "highest step passed" in text and "sharp 1" in text and "identity -1" in text
+    md = S.markdown_table(rows)
+    assert md.splitlines()[2] == "| sharp | 100 | 90 | 1 |"
+
+
+def test_cli_on_a_simulated_evaluation_tree(sim_eval, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = S.main(["--data", str(sim_eval), "--methods", "sharp,identity,wiener", "--steps", "5",
+                 "--out", str(out), "--workers", "1", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "method" in text and "highest step passed" in text
+    with open(out / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(S.ROW_FIELDS)
+    assert [(r["method"], r["step"], r["n"]) for r in rows] == [
+        ("sharp", "5", "2"), ("identity", "5", "2"), ("wiener", "5", "2")]
+    sharp = rows[0]
+    assert float(sharp["score"]) >= 70 and sharp["passed"] == "True"
+    assert sharp["score_times"] != "" and sharp["score_verdana"] != ""
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert data["methods"] == ["sharp", "identity", "wiener"] and data["steps"] == [5]
+    assert data["highest_step_passed"]["sharp"] == -1  # step 0 was not scored
+    for name in ("leaderboard.png", "montage.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "montage.png").stat().st_size < 2_000_000
+    for m in ("sharp", "identity", "wiener"):
+        pngs = sorted((out / "images" / m / "step5").glob("*.png"))
+        assert [p.stem for p in pngs] == ["focusStep_5_timesR_size_30_sample_0001",
+                                          "focusStep_5_verdanaRef_size_30_sample_0001"]
+    with open(out / "per_image.csv") as f:
+        per_image = list(csv.DictReader(f))
+    assert len(per_image) == 6
+
+
+def test_cli_bad_inputs(sim_eval, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        S.main(["--data", str(sim_eval), "--methods", "sharp,tv", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "unknown method" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert S.main(["--data", str(empty), "--methods", "sharp", "--out", str(tmp_path / "o")]) == 1
+    assert "no text samples found" in capsys.readouterr().err
+    assert S.main(["--data", str(tmp_path / "absent"), "--methods", "sharp", "--out", str(tmp_path / "o")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert S.main(["--data", str(sim_eval), "--steps", "3", "--methods", "sharp", "--out", str(tmp_path / "o")]) == 1
+    assert "no text samples found for steps 3" in capsys.readouterr().err
+    assert S.main(["--data", str(sim_eval), "--methods", "model", "--model", str(tmp_path / "none.keras"),
+                   "--out", str(tmp_path / "o")]) == 1
+    assert "model file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        S.main(["--data", str(sim_eval), "--steps", "0-25", "--out", str(tmp_path)])
+    assert not (tmp_path / "o" / "leaderboard.csv").exists()
+
+
+def test_select_samples_takes_the_first_n_per_font(sim_eval):
+    samples = S.select_samples(sim_eval, [0, 5], per_font=1)
+    assert [(s.step, s.font) for s in samples] == [(0, "Times"), (0, "Verdana"), (5, "Times"), (5, "Verdana")]
+
+
+def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeDeblurrer:
+        @classmethod
+        def from_file(cls, path):
+            calls.append(("from_file", path))
+            return cls()
+
+        def deblur(self, image, step):
+            calls.append(("deblur", image.dtype, image.shape, step))
+            return np.ones(image.shape, np.float32) * 0.5
+
+    monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"stand-in")
+    fn = S.make_method("model", sim_eval, model=model)
+    sample = S.select_samples(sim_eval, [0], 1)[0]
+    out = fn(sample)
+    assert calls[0] == ("from_file", str(model))
+    assert calls[1] == ("deblur", np.dtype(np.uint16), (1460, 2360), 0)
+    assert out.dtype == np.uint8 and (out[:, :50] == 255).all() and out[0, 60] == 128
+
+
+def test_scoring_does_not_import_tensorflow(sim_eval, tmp_path):
+    import subprocess
+
+    code = ("import sys; from eval import score as S; "
+            f"S.evaluate({str(sim_eval)!r}, ['identity', 'rl'], [0], {str(tmp_path)!r}, 1, 1, progress=False, "
+            "echo=lambda *a: None); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(S.__file__).resolve().parents[1]))
+
+
+def test_model_beyond_its_steps_is_not_scored(sim_eval, tmp_path, monkeypatch):
+    class FakeDeblurrer:
+        max_step = 0
+
+        @classmethod
+        def from_file(cls, path):
+            return cls()
+
+        def deblur(self, image, step):
+            assert step == 0
+            return image.astype(np.float32) / 65535
+
+    monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"stand-in")
+    notes = []
+    res = S.evaluate(sim_eval, ["identity", "model"], [0, 5], tmp_path / "out", 1, 1, model=model,
+                     progress=False, echo=notes.append)
+    assert [(r["method"], r["step"]) for r in res["rows"]] == [
+        ("identity", 0), ("identity", 5), ("model", 0)]
+    assert any("steps 0-0" in n for n in notes)
+    assert res["highest_step_passed"]["model"] == res["highest_step_passed"]["identity"] or \
+        res["highest_step_passed"]["model"] <= 0
+    assert (tmp_path / "out" / "montage.png").is_file()
