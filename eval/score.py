@@ -337,9 +337,28 @@ def plot(rows, path) -> None:
 # the whole run
 # --------------------------------------------------------------------------------------------
 
+def reusable_records(out, method: str, samples) -> list[dict] | None:
+    """The per-image records of `method` from an earlier run in `out` (per_image.csv), in the order
+    of `samples`, if that run scored every one of them and their images are still there; else None."""
+    path = Path(out) / "per_image.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        old = {(r["method"], r["blurred"]): r for r in csv.DictReader(f) if r.get("method") == method}
+    recs = []
+    for s in samples:
+        r = old.get((method, str(s.blurred)))
+        if r is None or not (Path(out) / r["image"]).is_file():
+            return None
+        recs.append({**r, "step": int(r["step"]), "sample_id": int(r["sample_id"]),
+                     "score": int(r["score"]) if r["score"] not in ("", None) else None,
+                     "official": int(r["official"]), "cer": float(r["cer"])})
+    return recs
+
+
 def evaluate(data, methods, steps=None, out="out/score", samples: int | None = None,
              workers: int | None = None, model=None, params: dict | None = None,
-             progress: bool = True, echo=print) -> dict:
+             progress: bool = True, echo=print, reuse: bool = False) -> dict:
     """Deblur, score, aggregate and write everything; returns {"rows", "highest_step_passed", ...}."""
     from .montage import montage
 
@@ -358,13 +377,18 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
         if len(per_method["model"]) < len(chosen):
             echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
+    reused = {m: reusable_records(out, m, per_method[m]) for m in methods} if reuse else {}
+    reused = {m: r for m, r in reused.items() if r is not None}
+    if reused:
+        echo(f"reusing the scored images of {', '.join(reused)} from {out / 'per_image.csv'}")
+    fresh = [m for m in methods if m not in reused]
     images = {m: produce(m, per_method[m], out, data, model, params, n_workers, progress, fns.get(m))
-              for m in methods}
-    pairs = [(p, "\n".join(s.text)) for m in methods for s, p in zip(per_method[m], images[m])]
-    results = score_many(pairs, workers=n_workers, progress=progress)
+              for m in fresh}
+    pairs = [(p, "\n".join(s.text)) for m in fresh for s, p in zip(per_method[m], images[m])]
+    results = score_many(pairs, workers=n_workers, progress=progress) if pairs else []
     records = []
     i = 0
-    for m in methods:
+    for m in fresh:
         for s, p in zip(per_method[m], images[m]):
             r = results[i]
             i += 1
@@ -373,6 +397,7 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
                             "reason": r.reason, "ocr_middle": r.ocr_lines[1] if len(r.ocr_lines) > 1 else "",
                             "true_middle": s.text[1], "image": str(p.relative_to(out)),
                             "blurred": str(s.blurred)})
+    records = [r for m in methods for r in (reused[m] if m in reused else [r for r in records if r["method"] == m])]
     rows = aggregate(records)
     best = summary(rows)
     write_csv(out / "leaderboard.csv", rows, ROW_FIELDS)
@@ -398,6 +423,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=None, help="first N samples per font per step (default: all)")
     ap.add_argument("--workers", type=int, default=None, help="processes for deblurring and OCR (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the images and scores of methods already scored on the same images in --out")
     args = ap.parse_args(argv)
     try:
         steps = parse_steps(args.steps)
@@ -410,7 +437,7 @@ def main(argv=None) -> int:
         ap.error("--workers must be at least 1")
     try:
         result = evaluate(args.data, methods, steps, args.out, args.samples, args.workers, args.model,
-                          progress=not args.quiet)
+                          progress=not args.quiet, reuse=args.reuse)
     except (DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

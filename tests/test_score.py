@@ -189,3 +189,27 @@ def test_model_beyond_its_steps_is_not_scored(sim_eval, tmp_path, monkeypatch):
     assert res["highest_step_passed"]["model"] == res["highest_step_passed"]["identity"] or \
         res["highest_step_passed"]["model"] <= 0
     assert (tmp_path / "out" / "montage.png").is_file()
+
+
+def test_reuse_scores_only_the_new_methods(sim_eval, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    args = ["--data", str(sim_eval), "--steps", "5", "--out", str(out), "--workers", "1", "--quiet"]
+    assert S.main(args + ["--methods", "sharp,identity"]) == 0
+    first = json.loads((out / "leaderboard.json").read_text())["rows"]
+    img = out / "images" / "identity" / "step5" / "focusStep_5_timesR_size_30_sample_0001.png"
+    stamp = img.stat().st_mtime_ns
+    scored = []
+    real = S.score_many
+    monkeypatch.setattr(S, "score_many", lambda pairs, **kw: scored.extend(pairs) or real(pairs, **kw))
+    assert S.main(args + ["--methods", "sharp,identity,wiener", "--reuse"]) == 0
+    assert "reusing the scored images of sharp, identity" in capsys.readouterr().out
+    assert len(scored) == 2 and all("wiener" in str(p) for p, _ in scored)  # only the new method
+    assert img.stat().st_mtime_ns == stamp
+    rows = json.loads((out / "leaderboard.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["sharp", "identity", "wiener"]
+    assert rows[:2] == first
+    # an image that went missing is not reused: that method is recomputed
+    img.unlink()
+    scored.clear()
+    assert S.main(args + ["--methods", "sharp,identity", "--reuse"]) == 0
+    assert len(scored) == 2 and img.is_file()
