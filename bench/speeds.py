@@ -92,11 +92,12 @@ def bench_inference(model_path, cfg: dict, image, n: int) -> float:
 
 
 def bench_baseline(method: str, image, n: int) -> float:
-    from eval.baselines import deblur, disc_psf, params_for
+    from deblur.infer import as_unit_image
+    from eval.baselines import PARAM_NAME, deblur, disc_psf, params_for
 
-    value = next(v for k, v in params_for(method, STEP).items() if k != "psf")
+    value = params_for(method, STEP)[PARAM_NAME[method]]
     psf = disc_psf(STEP)
-    unit = image.astype("float32") / 65535.0
+    unit = as_unit_image(image)
     return _median_time(lambda: deblur(unit, STEP, method, value, psf), n)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pipelines.errors import DataError
-from pipelines.physics import N_STEPS
+from pipelines.physics import N_STEPS, check_step
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,12 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parse_step(text: str) -> int:
     try:
-        step = int(text)
+        return check_step(int(text))
     except ValueError:
         raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1}, got {text!r}") from None
-    if not 0 <= step < N_STEPS:
-        raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1}, got {step}")
-    return step
 
 
 def _fail(message: str) -> int:

@@ -7,7 +7,6 @@ Per-step curves show where the model is still learning and which steps it has gi
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -15,11 +14,12 @@ from pipelines.atomic import atomic_path
 
 
 def read_history(run_dir) -> list[dict]:
+    from .train import read_history_csv
+
     path = Path(run_dir) / "history.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (is {run_dir} a training run folder?)")
-    with path.open() as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return read_history_csv(path)
 
 
 def plot_history(run_dir, out=None) -> Path:

@@ -239,8 +239,11 @@ class Deblurrer:
     def deblur_small(self, image, step) -> np.ndarray:
         """Blurred full-size image (uint16, or float in [0, 1]) -> (h, w) float32 result at the
         preprocessing scale (1:7 by default), 1 = white."""
+        return self._deblur_unit_small(as_unit_image(image), step)
+
+    def _deblur_unit_small(self, a: np.ndarray, step) -> np.ndarray:
+        # `a` is already checked by as_unit_image
         step = self.check_step(step)
-        a = as_unit_image(image)
         self.timings = {}
         t0 = time.perf_counter()
         x = preprocess_blurred(a, self.preprocess)
@@ -251,7 +254,7 @@ class Deblurrer:
         """Blurred full-size image (uint16, or float in [0, 1]) -> deblurred float32 image of the
         same shape, in [0, 1], 1 = white paper. `timings["stitch"]` includes the up-scaling."""
         a = as_unit_image(image)
-        small = self.deblur_small(a, step)
+        small = self._deblur_unit_small(a, step)
         t0 = time.perf_counter()
         out = np.clip(upscale(small, a.shape, factor=self.preprocess.factor), 0.0, 1.0)
         self.timings["stitch"] += time.perf_counter() - t0

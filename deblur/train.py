@@ -213,7 +213,8 @@ def _strategy(tf, kind: str):
     return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-def _read_history(path: Path) -> list[dict]:
+def read_history_csv(path: Path) -> list[dict]:
+    """The rows of a run's history.csv (epoch as int, metrics as float); [] if there is none."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -335,7 +336,7 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     backup = run_dir / "backup"
     hist = run_dir / "history.csv"
-    rows = _read_history(hist)
+    rows = read_history_csv(hist)
     resuming = backup.is_dir() and any(backup.iterdir())
     if resuming:
         old = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
@@ -456,7 +457,7 @@ def train(config) -> dict:
     t0 = time.time()
     model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               shuffle=False, verbose=0)
-    rows = _read_history(run_dir / "history.csv")
+    rows = read_history_csv(run_dir / "history.csv")
     history = _history_dict(rows)
     from pipelines.atomic import write_text_atomic
     write_text_atomic(run_dir / "history.json", json.dumps(history, indent=1))

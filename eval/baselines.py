@@ -257,11 +257,14 @@ def deconvolve_small(u, psf, method: str, value) -> np.ndarray:
     raise ValueError(f"unknown baseline {method!r}; known: {', '.join(BASELINES)}")
 
 
+def to_submission(small, full_shape) -> np.ndarray:
+    """A deconvolved 1:7 unit-contrast image -> full-size uint8 submission image."""
+    return to_uint8(np.clip(upscale(small, full_shape), 0.0, 1.0))
+
+
 def deblur(blurred, step: int, method: str, value, psf, factor=FACTOR) -> np.ndarray:
     """Full-size blurred float image -> full-size deblurred uint8 submission image."""
-    full_shape = np.shape(blurred)
-    d = deconvolve_small(to_unit(blurred, step, factor), psf, method, value)
-    return to_uint8(np.clip(upscale(d, full_shape), 0.0, 1.0))
+    return to_submission(deconvolve_small(to_unit(blurred, step, factor), psf, method, value), np.shape(blurred))
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +350,7 @@ def tune(data, steps, samples: int = 2, methods=BASELINES, workers: int | None =
             for m in methods:
                 for v in GRID[m]:
                     for s, u in zip(step_samples, units):
-                        img = to_uint8(np.clip(upscale(deconvolve_small(u, psf, m, v), shape), 0, 1))
-                        pairs.append((img, "\n".join(s.text)))
+                        pairs.append((to_submission(deconvolve_small(u, psf, m, v), shape), "\n".join(s.text)))
                     candidates.append((m, v, source))
         results = score_many(pairs, workers=workers, progress=progress)
         n = len(step_samples)

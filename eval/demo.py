@@ -19,7 +19,9 @@ from pipelines.errors import DataError
 from pipelines.physics import parse_steps
 from pipelines.simulate import simulate
 
-from .score import (PASS, aggregate, default_model_path, evaluate, format_table,  # noqa: F401 (re-exported)
+from deblur.infer import DEFAULT_MODEL
+
+from .score import (PASS, aggregate, evaluate, format_table,  # noqa: F401 (re-exported)
                     highest_step_passed, parse_methods, plot)
 
 DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")
@@ -27,7 +29,7 @@ DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")
 
 def default_methods(model=None) -> list[str]:
     """sharp, identity, wiener, rl, plus model when the model file exists."""
-    target = Path(model) if model is not None else default_model_path()
+    target = Path(model) if model is not None else DEFAULT_MODEL
     return list(DEFAULT_METHODS) + (["model"] if target.is_file() else [])
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it lazily
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 from pipelines.hdc import find_samples, load_tiff
@@ -81,17 +81,9 @@ def format_steps(steps) -> str:
     return ",".join(map(str, steps))
 
 
-def default_model_path() -> Path:
-    """deblur/models/default.keras, located without importing deblur (nor TensorFlow)."""
-    spec = importlib.util.find_spec("deblur")
-    base = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations \
-        else Path(__file__).resolve().parents[1] / "deblur"
-    return base / "models" / "default.keras"
-
-
 def check_model(path=None) -> Path:
     """The model file `path` (None: the shipped default); DataError if it is not there."""
-    target = Path(path) if path is not None else default_model_path()
+    target = Path(path) if path is not None else DEFAULT_MODEL
     if not target.is_file():
         raise DataError(target, "model file not found" + (
             " (no default model shipped yet: train one with deblur.train and pass --model PATH)"
