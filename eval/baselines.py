@@ -65,12 +65,7 @@ EVAL_SEEDS = (9001,)  # the simulated evaluation sets: never tune on them
 # contrast mapping
 # --------------------------------------------------------------------------------------------
 
-def step_contrast(step: int) -> float:
-    """Full text contrast after vignetting division, c = g (W - T) / (g W + o), for the step."""
-    ph = P.step_physics(step)
-    white, black = P.BACKGROUND_DN / 255, P.TEXT_DN / 255
-    g, o = ph["gain"], ph["offset"]
-    return g * (white - black) / (g * white + o)
+step_contrast = P.text_contrast  # full text contrast after vignetting division
 
 
 def to_unit(blurred, step: int, factor=FACTOR) -> np.ndarray:

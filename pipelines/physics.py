@@ -56,6 +56,20 @@ SHARP_OPTICS_SIGMA_PX = 1.2  # residual optical blur of the focused camera
 NOISE_SLOPE, NOISE_FLOOR = 0.16, 0.6
 
 
+def noise_sigma(image) -> np.ndarray:
+    """CAM02 noise standard deviation per pixel (image in [0, 1], same units)."""
+    level = np.clip(image, 0, 1) * 255
+    return ((NOISE_SLOPE * (255 - level) + NOISE_FLOOR) / 255).astype(np.float32)
+
+
+def text_contrast(step: int) -> float:
+    """Full text contrast of a step after vignetting division, c = g (W - T) / (g W + o): a
+    background of 0 and fully dark text at -c in the corrected image."""
+    ph = step_physics(step)
+    white, black = BACKGROUND_DN / 255, TEXT_DN / 255
+    return ph["gain"] * (white - black) / (ph["gain"] * white + ph["offset"])
+
+
 def _interp(anchors: dict, step: int) -> tuple[float, ...]:
     keys = sorted(anchors)
     cols = np.array([anchors[k] for k in keys], dtype=float)

@@ -117,11 +117,14 @@ def sample_camera(raster: np.ndarray, geometry: dict | None = None, shape=P.IMAG
     return raster[np.ix_(rows, cols)]
 
 
-def vignetting(shape=P.IMAGE_SHAPE, jitter: float = 0.0) -> np.ndarray:
-    """Multiplicative illumination: 1 at the bottom centre, corners 5-15 % darker, top right darkest."""
+def vignetting(shape=P.IMAGE_SHAPE, jitter: float = 0.0, rows=None, cols=None) -> np.ndarray:
+    """Multiplicative illumination: 1 at the bottom centre, corners 5-15 % darker, top right darkest.
+    `rows`/`cols`: evaluate at these (fractional) full-size pixel positions instead of every pixel."""
     h, w = shape
-    u = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-    v = np.linspace(-1, 1, h, dtype=np.float32)[:, None]  # -1 = top
+    rows = np.arange(h) if rows is None else np.asarray(rows)
+    cols = np.arange(w) if cols is None else np.asarray(cols)
+    u = (-1 + 2 * cols / (w - 1)).astype(np.float32)[None, :]
+    v = (-1 + 2 * rows / (h - 1)).astype(np.float32)[:, None]  # -1 = top
     top = (1 - v) / 2
     a, b, c = 0.05 + jitter, 0.075, 0.025  # bottom corners 0.95, top left 0.90, top right 0.85
     return 1 - a * u ** 2 - b * top ** 2 - c * u * top
