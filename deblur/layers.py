@@ -7,7 +7,8 @@ model without `custom_objects` once this module has been imported (`import deblu
     StepInput         scales the raw blur step (float, shape (batch, 1)) by a fixed constant and
                       carries the model's hyperparameters ("spec") in its config
     StepGate          x * sigmoid(Dense(step))[:, None, None, :]: per-channel gate from the step
-    HighwayRefinement n iterations of ONE shared valid Conv2D(dim, width, tanh):
+    HighwayRefinement n iterations of ONE shared Conv2D(dim, width, tanh), valid (cropping x) or
+                      same padding (the pyramid's levels):
                       x = crop(x) * (1 - d_i) + shared(x) * d_i,  d_i = sigmoid(Dense_i(step))
 """
 from __future__ import annotations
@@ -90,8 +91,11 @@ class HighwayRefinement(keras.layers.Layer):
     """
 
     def __init__(self, iterations: int = 12, width: int = 5, stddev: float = DENSE_STDDEV,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", padding: str = "valid", **kwargs):
         super().__init__(**kwargs)
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding
         if int(width) < 1 or int(width) % 2 == 0:
             raise ValueError(f"shared conv width must be odd and positive, got {width}")
         if int(iterations) < 0:
@@ -116,20 +120,20 @@ class HighwayRefinement(keras.layers.Layer):
         c = (self.width - 1) // 2
         for i in range(self.iterations):
             d = ops.sigmoid(ops.matmul(step, self.gate_kernel[i]) + self.gate_bias[i])[:, None, None, :]
-            y = ops.tanh(ops.conv(x, self.kernel, strides=1, padding="valid") + self.bias)
-            if c:
+            y = ops.tanh(ops.conv(x, self.kernel, strides=1, padding=self.padding) + self.bias)
+            if c and self.padding == "valid":
                 x = x[:, c:-c, c:-c, :]
             x = x * (1 - d) + y * d
         return x
 
     def compute_output_shape(self, input_shape):
         b, h, w, ch = input_shape[0]
-        shrink = self.iterations * (self.width - 1)
+        shrink = self.iterations * (self.width - 1) if self.padding == "valid" else 0
         return (b, None if h is None else h - shrink, None if w is None else w - shrink, ch)
 
     def get_config(self):
         return {**super().get_config(), "iterations": self.iterations, "width": self.width,
-                "stddev": self.stddev,
+                "stddev": self.stddev, "padding": self.padding,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
