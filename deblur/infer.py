@@ -121,6 +121,22 @@ class Deblurrer:
         self.preprocess = preprocess
         self.batch_size = int(batch_size)
         self.method = method
+        self._spec = self._hdc_spec(model)
+        self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
+        self._full_model = None
+        self.timings: dict[str, float] = {}
+        self.last_method: str | None = None
+        self.source: Path | None = None
+        self.card: dict = {}
+        if self._spec is not None and self._spec.arch == "pyramid":
+            # fully convolutional, same padding: always the whole image, padded to the size multiple
+            if method == "tiled":
+                raise ValueError("pyramid models run on the whole image (method 'auto' or 'full')")
+            if self._spec.channels != preprocess.channels:
+                raise ValueError(f"model {model.name!r} takes {self._spec.channels} input channels but the "
+                                 f"preprocessing gives {preprocess.channels}")
+            self.in_size = self.out_size = None
+            return
         self.in_size, self.out_size, channels = _tile_geometry(model)
         if channels != preprocess.channels:
             raise ValueError(f"model {model.name!r} takes {channels} input channels but the preprocessing "
@@ -129,13 +145,6 @@ class Deblurrer:
         if (self.in_size - self.out_size) % 2:
             raise ValueError(f"model {model.name!r}: input {self.in_size} and output {self.out_size} "
                              "differ by an odd number of pixels (the output must be the centre crop)")
-        self._spec = self._hdc_spec(model)
-        self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
-        self._full_model = None
-        self.timings: dict[str, float] = {}
-        self.last_method: str | None = None
-        self.source: Path | None = None
-        self.card: dict = {}
 
     @staticmethod
     def _hdc_spec(model):
@@ -216,6 +225,8 @@ class Deblurrer:
         Sets timings["predict"] (model calls) and timings["stitch"] (tiling and stitching)."""
         step = self.check_step(step)
         t0 = time.perf_counter()
+        if self.in_size is None:
+            return self._predict_pyramid(x, step, t0)
         grid = TileGrid.for_image(x.shape, self.in_size, self.out_size)
         if self._use_full(x.shape):
             self.last_method = "full"
@@ -232,6 +243,21 @@ class Deblurrer:
             outputs = self.predict_tiles(tiles, step)
             t2 = time.perf_counter()
             small = grid.stitch(outputs, blend="smooth")
+        self.timings["predict"] = t2 - t1
+        self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
+        return small
+
+    def _predict_pyramid(self, x: np.ndarray, step: int, t0: float) -> np.ndarray:
+        """Whole image, zero-padded (= background after vignetting division) at the bottom and right
+        to the model's size multiple, cropped back."""
+        self.last_method = "full"
+        m = self._spec.size_multiple
+        h, w = x.shape[:2]
+        p = np.pad(x, ((0, -h % m), (0, -w % m), (0, 0)))[None].astype(np.float32, copy=False)
+        t1 = time.perf_counter()
+        out = self._full().predict_on_batch({"image": p, "step": np.array([[step]], dtype=np.float32)})
+        t2 = time.perf_counter()
+        small = np.asarray(out, dtype=np.float32)[0, :h, :w, 0]
         self.timings["predict"] = t2 - t1
         self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
         return small
