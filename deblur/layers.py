@@ -137,4 +137,32 @@ class HighwayRefinement(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
-CUSTOM_LAYERS = (StepInput, StepGate, HighwayRefinement)
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BilinearUpsample2x(keras.layers.Layer):
+    """x2 bilinear up-sampling with half-pixel centres and clamped edges (what
+    UpSampling2D(interpolation="bilinear") computes), written with keras.ops slicing so that it
+    also runs on inputs whose height and width are unknown until run time (any image size)."""
+
+    @staticmethod
+    def _axis(x, axis):
+        n = ops.shape(x)[axis]
+        first = ops.take(x, [0], axis=axis)
+        last = ops.take(x, ops.convert_to_tensor([n - 1]), axis=axis)
+        prev = ops.concatenate([first, ops.take(x, ops.arange(0, n - 1), axis=axis)], axis=axis)
+        nxt = ops.concatenate([ops.take(x, ops.arange(1, n), axis=axis), last], axis=axis)
+        even, odd = 0.75 * x + 0.25 * prev, 0.75 * x + 0.25 * nxt
+        both = ops.stack([even, odd], axis=axis + 1)
+        shape = ops.shape(x)
+        new = [shape[i] for i in range(4)]
+        new[axis] = shape[axis] * 2
+        return ops.reshape(both, new)
+
+    def call(self, x):
+        return self._axis(self._axis(x, 1), 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+CUSTOM_LAYERS = (StepInput, StepGate, HighwayRefinement, BilinearUpsample2x)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pipelines.errors import DataError
 
-from .layers import HighwayRefinement, StepGate, StepInput  # noqa: F401  (registers the layers)
+from .layers import BilinearUpsample2x, HighwayRefinement, StepGate, StepInput  # noqa: F401  (registers the layers)
 
 PRE_WIDTH = 3      # preprocessing kernel width
 N_PRE = 5          # preprocessing convolutions
@@ -291,7 +291,7 @@ def _pyramid_body(spec: ModelSpec, image, step, conv, gate, kw):
         x = refine[lvl]([x, step])
         skips.append(x)
     for lvl in range(n - 2, -1, -1):
-        u = L.UpSampling2D(2, interpolation="bilinear", name=f"up{lvl}_resize", **kw)(x)
+        u = BilinearUpsample2x(name=f"up{lvl}_resize", **kw)(x)
         u = gate(conv(u, dims[lvl], PRE_WIDTH, "elu", True, f"up{lvl}", "same"), f"up{lvl}")
         x = L.Concatenate(name=f"skip{lvl}", **kw)([u, skips[lvl]])
         x = gate(conv(x, dims[lvl], PRE_WIDTH, "tanh", False, f"merge{lvl}", "same"), f"merge{lvl}")
