@@ -14,21 +14,12 @@ where it stopped, and the validation scenes come from another stream of the same
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections import OrderedDict
 
 import numpy as np
 
+from pipelines.prepare import ONE_THREAD_ENV, env_defaults
 from pipelines.synth import pair_rng, synth_pair
-
-
-def _worker_init():
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:  # one BLAS thread per worker: the trainer owns the cores
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        pass
 
 
 def _make_image(job):
@@ -60,7 +51,10 @@ class ImageSource:
             item = _make_image(self._job(index))
         else:
             if self._pool is None:
-                self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+                # spawned with one BLAS thread each (read when numpy loads): idle OpenBLAS threads
+                # spin, and a 2-thread worker burnt 4x the CPU of its work beside the trainer
+                with env_defaults(ONE_THREAD_ENV):
+                    self._pool = mp.get_context("spawn").Pool(self.workers)
             for j in range(index, index + self.lookahead):
                 if j not in self._pending:
                     self._pending[j] = self._pool.apply_async(_make_image, (self._job(j),))
