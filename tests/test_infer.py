@@ -100,10 +100,12 @@ def test_uint16_and_float_inputs_agree_and_bad_inputs_are_refused():
     d = Deblurrer(identity_model())
     image = blurred_like((7 * 12, 7 * 20))
     np.testing.assert_array_equal(d.deblur(image, 3), d.deblur(image.astype(np.float32) / 65535, 3))
+    eight = (image >> 8).astype(np.uint8)  # 8-bit data is read as v / 255, not v / 65535
+    np.testing.assert_array_equal(d.deblur(eight, 3), d.deblur(eight.astype(np.float32) / 255, 3))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         d.deblur(image.astype(np.float32), 3)
     with pytest.raises(ValueError, match="dtype"):
-        d.deblur(image.astype(np.uint8), 3)
+        d.deblur(image.astype(np.int32), 3)
     with pytest.raises(ValueError, match="2-D"):
         d.deblur(np.zeros((2, 70, 70), np.uint16), 3)
     with pytest.raises(ValueError, match="0-19"):
@@ -251,7 +253,7 @@ def test_cli_bad_model_file(eval_step0, tmp_path, capsys):
 def test_cli_empty_or_missing_input_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli([str(tmp_path / "empty"), str(tmp_path / "out"), "0"]) == 2
-    assert "no *.tif images" in capsys.readouterr().err
+    assert "no *.tif, *.png or *.jpg images" in capsys.readouterr().err
     assert cli([str(tmp_path / "missing"), str(tmp_path / "out"), "0"]) == 2
     assert "input folder not found" in capsys.readouterr().err
     only_calib = tmp_path / "calib"
