@@ -103,14 +103,14 @@ def _read_pillow(path: Path, kind: str) -> np.ndarray:
 
 
 def _to_unit_gray(path: Path, data: np.ndarray) -> np.ndarray:
-    """8/16-bit gray, gray+alpha, RGB or RGBA -> (h, w) float32 in [0, 1]."""
+    """8/16-bit (h, w) or (h, w, 1) gray, gray+alpha, RGB or RGBA -> (h, w) float32 in [0, 1]."""
     if data.dtype.kind == "u" and data.dtype.itemsize in (1, 2):
         data = data.astype(data.dtype.newbyteorder("="), copy=False)  # big-endian TIFFs
         full = np.float32(255 if data.dtype.itemsize == 1 else 65535)
     else:
         raise DataError(path, f"expected an 8- or 16-bit image, found {data.dtype}")
-    if data.ndim == 3 and data.shape[-1] in (2, 3, 4):
-        if data.shape[-1] == 2:  # gray + alpha
+    if data.ndim == 3 and data.shape[-1] in (1, 2, 3, 4):
+        if data.shape[-1] <= 2:  # gray (+ alpha)
             data = data[..., 0]
         else:  # colour (+ alpha): luma, in float so 16-bit colour keeps its precision
             return (data[..., :3] @ LUMA / full).astype(np.float32)

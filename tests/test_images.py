@@ -33,6 +33,8 @@ def test_big_endian_and_8_bit_tiff(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "be.tiff", None), a / np.float32(65535))
     tifffile.imwrite(tmp_path / "8.tif", (a >> 8).astype(np.uint8), photometric="minisblack")
     np.testing.assert_array_equal(load_image(tmp_path / "8.tif", None), (a >> 8).astype(np.float32) / 255)
+    tifffile.imwrite(tmp_path / "1.tif", a[..., None], photometric="minisblack")  # reads back (h, w, 1)
+    np.testing.assert_array_equal(load_image(tmp_path / "1.tif", None), a / np.float32(65535))
 
 
 def test_8_bit_png_round_trip(tmp_path):
@@ -91,7 +93,7 @@ def test_colour_is_converted_by_luma_and_alpha_ignored(tmp_path):
                                (rgb16 @ np.array([0.299, 0.587, 0.114])) / 65535, atol=1e-6)
 
 
-def test_palette_and_1_bit_png(tmp_path):
+def test_palette_1_bit_and_cmyk(tmp_path):
     a = np.array([[0, 128, 255, 64]], np.uint8)
     Image.fromarray(a, mode="L").convert("P").save(tmp_path / "p.png")
     with Image.open(tmp_path / "p.png") as im:
@@ -99,6 +101,8 @@ def test_palette_and_1_bit_png(tmp_path):
     np.testing.assert_allclose(load_image(tmp_path / "p.png", None), a / 255, atol=1e-6)
     Image.fromarray(a > 100).save(tmp_path / "b.png")
     np.testing.assert_array_equal(load_image(tmp_path / "b.png", None), np.array([[0, 1, 1, 0]], np.float32))
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")  # CMYK JPEG: white paper
+    assert np.allclose(load_image(tmp_path / "cmyk.jpg", None), 1, atol=2 / 255)
 
 
 def test_real_circulating_examples_load(fixtures_dir):

@@ -198,17 +198,21 @@ def test_cli_writes_full_size_pngs_and_skips_calibration(eval_step0, tiny_model_
     assert "s per image" in msg.out
 
 
-def test_cli_reports_a_corrupt_file_and_writes_the_others(eval_step0, tiny_model_file, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["TIFF", "PNG"])
+def test_cli_reports_a_corrupt_file_and_writes_the_others(kind, eval_step0, tiny_model_file, tmp_path, capsys):
     good = sorted(p.name for p in eval_step0.glob("focusStep_0_*_sample_*.tif"))[:1] + ["focusStep_0_PSF.tif"]
     src = _copy(eval_step0, tmp_path / "in", good)
-    bad = src / "focusStep_0_timesR_size_30_sample_0099.tif"
-    bad.write_bytes((eval_step0 / good[0]).read_bytes()[:5000])  # truncated
+    bad = src / f"focusStep_0_timesR_size_30_sample_0099.{kind.lower()[:3]}"
+    if kind == "TIFF":
+        bad.write_bytes((eval_step0 / good[0]).read_bytes()[:5000])  # truncated
+    else:
+        bad.write_text("not an image")
     out = tmp_path / "out"
     rc = cli([str(src), str(out), "0", "--model", str(tiny_model_file)])
     msg = capsys.readouterr()
     assert rc == 1
     assert sorted(p.name for p in out.iterdir()) == [good[0][:-4] + ".png"]
-    assert f"{bad}: unreadable or truncated TIFF" in msg.err
+    assert f"{bad}: unreadable or truncated {kind}" in msg.err
     assert "failed 1" in msg.err and "wrote 1 PNG" in msg.out
     assert "Traceback" not in msg.err
 

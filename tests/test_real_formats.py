@@ -91,8 +91,10 @@ def test_cli_on_8_bit_pngs_matches_the_tiffs(sim_eval, tmp_path, capsys):
     half a level (RMS 0.29 level); the 1:7 preprocessing averages that noise down and the network,
     a sharpening filter, amplifies it again where the output is steep (text edges). Measured on
     these two step-5 images: mean |difference| 0.095 and 0.133 levels of 255, 0.12% and 0.20% of
-    the pixels more than 4 levels apart (printed with pytest -s). The bounds leave room for other machines' round-off; reading
-    the PNGs as 16-bit data (/65535), or any other scale error, breaks them by orders of magnitude."""
+    the pixels more than 4 levels apart (printed with pytest -s). The bounds leave room for other
+    machines' round-off. A pure scale error would not show here (the preprocessing divides by the
+    paper background: 8-bit data read as v / 65535 gives the same outputs); the loader's own tests
+    pin the scale."""
     pytest.importorskip("keras")
     from deblur.__main__ import main as cli
     from deblur.infer import DEFAULT_MODEL
