@@ -2,8 +2,10 @@
 
     python -m deblur INPUT_DIR OUTPUT_DIR STEP [--model PATH] [--batch-size N] [--method auto|tiled|full]
 
-Reads every *.tif in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
-PSF / LSF_X / LSF_Y are skipped and counted), writes one 8-bit grayscale PNG per input with the same
+Reads every image in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
+PSF / LSF_X / LSF_Y are skipped and counted): TIFF, PNG or JPEG, 8- or 16-bit, read to [0, 1] by
+`pipelines.images.load_image` (one image per name: foo.tif wins over foo.png). Writes one 8-bit
+grayscale PNG per input with the same
 stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
 white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
 
@@ -26,7 +28,7 @@ from pipelines.physics import N_STEPS, check_step
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deblur", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of blurred *.tif images")
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of blurred images (.tif, .png, .jpg)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the PNG results (created)")
     p.add_argument("step", metavar="STEP", help=f"blur step of the images, an integer 0-{N_STEPS - 1}")
     p.add_argument("--model", metavar="PATH", default=None,
@@ -62,17 +64,18 @@ def main(argv=None) -> int:
         parser.print_usage(sys.stderr)
         return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    from pipelines.hdc import is_calibration, load_tiff
+    from pipelines.hdc import is_calibration
+    from pipelines.images import image_files, load_image
 
     in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
     if not in_dir.is_dir():
         return _fail(f"{in_dir}: input folder not found")
-    tifs = sorted(in_dir.glob("*.tif"))
-    calibration = [p for p in tifs if is_calibration(p)]
-    inputs = [p for p in tifs if not is_calibration(p)]
+    images = image_files(in_dir)
+    calibration = [p for p in images if is_calibration(p)]
+    inputs = [p for p in images if not is_calibration(p)]
     if not inputs:
         extra = f" (only {len(calibration)} calibration shots, which are skipped)" if calibration else ""
-        return _fail(f"{in_dir}: no *.tif images to deblur{extra}")
+        return _fail(f"{in_dir}: no *.tif, *.png or *.jpg images to deblur{extra}")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.output import to_uint8, write_png
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
         bar.set_postfix_str(path.name, refresh=False)
         try:
             t0 = time.perf_counter()
-            image = load_tiff(path, expect_shape=None)
+            image = load_image(path, expect_shape=None)
             t1 = time.perf_counter()
             result = deblurrer.deblur(image, step)
             t2 = time.perf_counter()

@@ -61,20 +61,21 @@ def read_card(model_path) -> dict:
 
 
 def as_unit_image(image) -> np.ndarray:
-    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, floats must already be in [0, 1]."""
+    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, uint8 by 255 (as
+    `pipelines.images.load_image` reads 8-bit files), floats must already be in [0, 1]."""
     a = np.asarray(image)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {a.shape}")
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / np.float32(65535)
+    if a.dtype in (np.uint8, np.uint16):
+        return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
     if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"expected a uint16 image or a float image in [0, 1], got dtype {a.dtype}")
+        raise ValueError(f"expected a uint8 or uint16 image or a float image in [0, 1], got dtype {a.dtype}")
     a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ValueError("image contains NaN or infinite values")
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError(f"a float image must be in [0, 1], got values in [{a.min():.4g}, {a.max():.4g}] "
-                         "(pass uint16 data as uint16, or divide it by 65535)")
+                         "(pass uint8 / uint16 data as such, or divide it by 255 / 65535)")
     return a
 
 
@@ -263,7 +264,7 @@ class Deblurrer:
         return small
 
     def deblur_small(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint16, or float in [0, 1]) -> (h, w) float32 result at the
+        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> (h, w) float32 result at the
         preprocessing scale (1:7 by default), 1 = white."""
         return self._deblur_unit_small(as_unit_image(image), step)
 
@@ -277,7 +278,7 @@ class Deblurrer:
         return self.predict_small(x, step)
 
     def deblur(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint16, or float in [0, 1]) -> deblurred float32 image of the
+        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> deblurred float32 image of the
         same shape, in [0, 1], 1 = white paper. `timings["stitch"]` includes the up-scaling."""
         a = as_unit_image(image)
         small = self._deblur_unit_small(a, step)

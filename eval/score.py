@@ -11,7 +11,8 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   rl        Richardson-Lucy deconvolution at 1:7 (same)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
 
-Works on both HDC layouts (training and evaluation). `--samples N` takes the first N samples per font
+Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG images
+(`pipelines.images.load_image`). `--samples N` takes the first N samples per font
 per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
 number of failures, mean character error rate, pass (score >= 70); per method the highest step
 passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails).
@@ -38,7 +39,8 @@ import numpy as np
 from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it lazily
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
-from pipelines.hdc import find_samples, load_tiff
+from pipelines.hdc import find_samples
+from pipelines.images import load_image
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
@@ -102,11 +104,11 @@ def parse_methods(text: str) -> list[str]:
 
 
 def _sharp(sample) -> np.ndarray:
-    return to_uint8(load_tiff(sample.sharp, expect_shape=None))
+    return to_uint8(load_image(sample.sharp, expect_shape=None))
 
 
 def _identity(sample) -> np.ndarray:
-    return to_uint8(load_tiff(sample.blurred, expect_shape=None))
+    return to_uint8(load_image(sample.blurred, expect_shape=None))
 
 
 class ModelMethod:
@@ -128,12 +130,10 @@ class ModelMethod:
         return int(step) <= self.max_step
 
     def __call__(self, sample) -> np.ndarray:
-        import tifffile
-
-        raw = tifffile.imread(sample.blurred)
-        if raw.dtype != np.uint16:  # load_tiff's checks and messages
-            raw = np.rint(load_tiff(sample.blurred, expect_shape=None) * 65535).astype(np.uint16)
-        out = np.asarray(self.deblurrer.deblur(raw, sample.step), dtype=np.float32)
+        # the loader's float [0, 1] (any format); for a uint16 TIFF it is exactly the uint16 / 65535
+        # that Deblurrer.deblur would compute itself
+        image = load_image(sample.blurred, expect_shape=None)
+        out = np.asarray(self.deblurrer.deblur(image, sample.step), dtype=np.float32)
         return to_uint8(out)
 
 
