@@ -50,6 +50,8 @@ from pipelines.hdc import is_calibration, load_tiff
 from pipelines.preprocess import downscale, remove_vignetting
 
 FACTOR = 4                       # work at 1:4: 365 x 590 for a full-size image
+FINE_FACTOR = 2                  # ... and at 1:2 on a central crop, where the small discs show
+FINE_CROP = (768, 1536)          # full-size px (rows, columns) around the centre: the text block
 RADII = np.exp(np.linspace(math.log(1.5), math.log(300.0), 200))  # candidate radii, full-size px
 NOISE_FLOORS = (1e-4, 1e-3, 1e-2, 1e-1)  # fill the template's zeros (noise, soft edge, anisotropy)
 BINS_PER_PX = 0.44               # radial bins per pixel of the shorter side (160 at 1:4)
@@ -59,6 +61,10 @@ TABLE_FILE = Path(__file__).with_name("estimate_table.json")
 LOW_CONFIDENCE = 0.5             # below this a warning is printed
 N_EFF_GRID = (2, 4, 8, 16, 32, 64)
 SD_FLOOR = 0.02                  # the contrast's per-step spread is never taken tighter than this
+# Simulation vs reality: the real glyphs are heavier (README, calibration), the real 1:10 thumbnails
+# keep 0.1-0.25 more log contrast than simulated images at steps 4-5; this spread is added to every
+# step's so that the contrast cannot outvote a clear spectrum there (steps 0-3 differ by 0.1-0.3).
+CONTRAST_MISMATCH = 0.15
 
 
 @dataclass
@@ -156,25 +162,41 @@ def textness(dark: float, bright: float, noise: float) -> tuple[float, str | Non
     return score, None
 
 
+def central_crop(image: np.ndarray, shape=FINE_CROP) -> np.ndarray:
+    h, w = image.shape
+    ch, cw = min(shape[0], h), min(shape[1], w)
+    return image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+
+
 @dataclass
 class Features:
-    residuals: np.ndarray        # spectral residual per RADII
-    baseline_residual: float
+    spectral: np.ndarray         # per RADII: sum over the spectra of log(residual / best residual)
     log_contrast: float
     textness: float
     why: str | None
 
 
-def features(image, factor=FACTOR) -> Features:
+def features(image, scale: float = 1.0) -> Features:
+    """The cues of one image (float, [0, 1]). `scale`: full-size px per pixel of `image`: 1 for a
+    CAM02 image (spectra at 1:4 and of a 1:2 central crop), 10 for a 1:10 thumbnail (its own
+    spectrum only)."""
+    image = np.asarray(image, dtype=np.float32)
+    factor = FACTOR if scale == 1 else 1
     x = corrected_small(image, factor)
     dark, bright, noise = text_signal(x)
     tness, why = textness(dark, bright, noise)
     if float(x.std()) <= 1e-7:  # a flat frame: no spectrum to speak of
-        res, base = np.ones(len(RADII)), 1.0
-        tness, why = 0.0, "flat frame (blank or saturated)"
-    else:
-        res, base = spectral_residuals(x, factor)
-    return Features(res, base, math.log(max(dark, 1e-4)), tness, why)
+        return Features(np.zeros(len(RADII)), math.log(max(dark, 1e-4)), 0.0, "flat frame (blank or saturated)")
+    spectra = [(x, factor * scale)]
+    if scale == 1 and min(image.shape) >= 64 * FINE_FACTOR:
+        # no vignetting correction needed: the background is smooth, i.e. below the fitted bins
+        fine = downscale(central_crop(image), FINE_FACTOR)
+        spectra.append((fine - fine.mean(), FINE_FACTOR))
+    spectral = np.zeros(len(RADII))
+    for img, f in spectra:
+        res, _ = spectral_residuals(img, f)
+        spectral += np.log(np.maximum(res, 1e-12) / max(float(res.min()), 1e-12))
+    return Features(spectral, math.log(max(dark, 1e-4)), tness, why)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,11 +226,10 @@ def step_log_likelihoods(f: Features, table: dict, radii=P.RADIUS_PX) -> tuple[n
     """(spectral, contrast) log-likelihood of each step."""
     owner = step_of_radius(RADII, radii)
     best = np.full(P.N_STEPS, np.inf)
-    np.minimum.at(best, owner, f.residuals)
-    res_min = float(f.residuals.min())
-    spectral = -0.5 * float(table["n_eff"]) * np.log(np.maximum(best, 1e-12) / max(res_min, 1e-12))
+    np.minimum.at(best, owner, f.spectral)
+    spectral = -0.5 * float(table["n_eff"]) * best
     mu = np.asarray(table["log_contrast_mean"], float)
-    sd = np.maximum(np.asarray(table["log_contrast_sd"], float), SD_FLOOR)
+    sd = np.hypot(np.maximum(np.asarray(table["log_contrast_sd"], float), SD_FLOOR), CONTRAST_MISMATCH)
     contrast = -0.5 * ((f.log_contrast - mu) / sd) ** 2 - np.log(sd)
     return spectral, contrast
 
@@ -220,7 +241,7 @@ def decide(f: Features, table: dict, radii=P.RADIUS_PX) -> Estimate:
     post /= post.sum()
     step = int(np.argmax(post))
     mine = step_of_radius(RADII, radii) == step
-    radius = float(RADII[mine][np.argmin(f.residuals[mine])]) if mine.any() else float(radii[step])
+    radius = float(RADII[mine][np.argmin(f.spectral[mine])]) if mine.any() else float(radii[step])
     conf = float(post[step] * f.textness)
     warning = None
     if conf < LOW_CONFIDENCE:
