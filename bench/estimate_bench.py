@@ -1,13 +1,15 @@
 """Accuracy and speed of the blur-step estimator (`deblur.estimate`) on simulated data.
 
     python -m bench.estimate_bench --data DIR [--confusion docs/estimate_confusion.png]
-        [--no-calibration] [--workers 2] [--non-text]
+        [--no-calibration] [--workers 2] [--non-text] [--thumbnails ../shared/hdc2021/fixtures/thumbnails]
 
 Estimates every text image below DIR (true step from the file name), prints per step: images,
 exact %, within +-1 %, mean |error| in steps, mean confidence; the confusion matrix as a PNG;
 the time per image (read + estimate) in one process, and the wall time per image with --workers
 processes (the "2 cores" figure). --non-text adds the confidence of frames that are not text:
 blank, saturated and black frames and a natural photo (a simulated sanity photo) at a few steps.
+--thumbnails DIR: the REAL CAM02 1:10 thumbnails (8-bit PNG, step in the file name): each thumbnail's
+own spectrum at 1:10 (no 1:2 crop, so steps 0-1 are out of its reach) and contrast.
 Use a seed the estimator table was not fitted on (the shipped table: seed 4243), e.g.
     python -m pipelines.simulate --out data/heldout7777 --steps 0-19 --samples 5 --seed 7777 --layout eval --workers 1
 """
@@ -109,6 +111,25 @@ def non_text_frames(steps=(2, 8, 15)) -> dict[str, np.ndarray]:
     return frames
 
 
+def thumbnail_rows(folder) -> list[tuple[str, int, object]]:
+    """(name, true step, Estimate) for every 1:10 thumbnail PNG in `folder`."""
+    import re
+
+    from PIL import Image
+
+    from deblur.estimate import decide, default_table, features
+
+    rows = []
+    for path in sorted(Path(folder).glob("*.png")):
+        m = re.search(r"[Ss]tep_?(\d+)", path.name)
+        if not m:
+            continue
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L"), dtype=np.float32) / 255
+        rows.append((path.name, int(m.group(1)), decide(features(a, scale=10.0), default_table())))
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.estimate_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-calibration", action="store_true", help="ignore the LSF shots in the folders")
     ap.add_argument("--workers", type=int, default=2, help="processes for the wall-time figure (2)")
     ap.add_argument("--non-text", action="store_true", help="also estimate frames that are not text")
+    ap.add_argument("--thumbnails", type=Path, default=None, help="also estimate the real 1:10 thumbnails here")
     args = ap.parse_args(argv)
 
     from deblur.estimate import default_table, estimate
@@ -165,6 +187,11 @@ def main(argv=None) -> int:
         for name, frame in non_text_frames().items():
             e = estimate(frame)
             print(f"| {name} | {e.step} | {e.radius_px:.0f} | {e.confidence:.3f} | {e.warning or ''} |")
+    if args.thumbnails:
+        print("\n| real thumbnail (1:10) | true step | table radius px | estimated step | radius px | confidence |"
+              "\n|---|---|---|---|---|---|")
+        for name, step, e in thumbnail_rows(args.thumbnails):
+            print(f"| {name} | {step} | {P.RADIUS_PX[step]} | {e.step} | {e.radius_px:.0f} | {e.confidence:.2f} |")
     return 0
 
 

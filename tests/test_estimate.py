@@ -22,10 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^(\S+) (\d+) (\d+\.\d) (\d\.\d{3})$")
 
 
-def simulated(step: int, font: str, seed: int = 31) -> np.ndarray:
-    """One full-size simulated CAM02 text image, float in [0, 1] as load_tiff gives it."""
+def simulated(step: int, font: str, seed: int = 31, shift=(0, 0)) -> np.ndarray:
+    """One full-size simulated CAM02 text image, float in [0, 1] as load_tiff gives it; `shift`:
+    display pixels (rows, columns) to move the text by."""
     rng = rng_for(seed, step, 0 if font == "Times" else 1, 1)
-    img = blurred_camera(render_text(random_text(rng), font), step, rng)
+    raster = np.roll(render_text(random_text(rng), font), shift, axis=(0, 1))  # the margins are white
+    img = blurred_camera(raster, step, rng)
     return to_uint16(img).astype(np.float32) / 65535
 
 
@@ -47,6 +49,13 @@ def test_estimates_the_step_of_simulated_text(step, font):
     assert e.warning is None and e.confidence >= E.LOW_CONFIDENCE
     if step >= 2:  # the radius itself, where the 1:2 crop resolves the disc
         assert abs(e.radius_px / P.RADIUS_PX[step] - 1) < 0.15
+
+
+@pytest.mark.parametrize("step,shift", [(3, (8, 25)), (12, (-10, 30))])
+def test_the_text_position_does_not_matter(step, shift):
+    """The layout may change (e.g. lines centred): the cues are spectra and contrasts."""
+    e = E.estimate(simulated(step, "Verdana", seed=5, shift=shift))
+    assert abs(e.step - step) <= 1 and e.warning is None
 
 
 def test_estimate_is_deterministic():
