@@ -100,7 +100,9 @@ def radial_log_power(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     k = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :])
     b = np.minimum((k * (2 * n_bins)).astype(np.int64), n_bins).ravel()  # bins up to Nyquist
     count = np.bincount(b, minlength=n_bins + 1)[:n_bins]
-    total = np.bincount(b, np.log(power.ravel() + 1e-30), minlength=n_bins + 1)[:n_bins]
+    # undo the area-mean down-scaling's own blur (a 1-px box at this scale) before averaging
+    box = (np.sinc(np.fft.fftfreq(h))[:, None] * np.sinc(np.fft.rfftfreq(w))[None, :]) ** 2
+    total = np.bincount(b, (np.log(power + 1e-30) - np.log(box)).ravel(), minlength=n_bins + 1)[:n_bins]
     centres = (np.arange(n_bins) + 0.5) / (2 * n_bins)
     return centres, total / np.maximum(count, 1), count
 
