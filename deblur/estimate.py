@@ -7,22 +7,27 @@
         python -m pipelines.simulate --out data/fit4243 --steps 0-19 --samples 4 --seed 4243 --workers 1
         python -m deblur.estimate --fit data/fit4243
 
-Two cues, measured on the vignetting-corrected image at 1:4, give a posterior over the 20 steps:
+Two cues give a posterior over the 20 steps:
 
 1. The spectrum. The out-of-focus blur is a disc whose transfer function 2 J1(k r) / (k r) has
    rings of zeros (k r = 3.83, 7.02, 10.17, ...); text has a smooth, broadband spectrum. The radially
-   averaged log power spectrum is therefore a smooth baseline plus log |H_r(k)|^2: for every radius
+   averaged log power spectrum (of the vignetting-corrected 1:4 image, and of a 1:2 central crop
+   where the small discs of steps 0-3 show; the down-scaling's own box blur divided out) is
+   therefore a smooth baseline plus log |H_r(k)|^2: for every radius
    r of a log grid (and a few noise floors that fill the dips), a smooth baseline (cubic in log k)
    is fitted by least squares together with the fixed template; the residual res(r) says how well
-   r explains the dips. It locates the radius to a few per cent from step 1 to step 19.
+   r explains the dips; the two spectra's log(res / min res) are added. It locates the radius to
+   a few per cent from step 1 to step 19 (step 0's 3 px comes out ~4 px: the display's pixel
+   staircase puts similar dips into the text's own spectrum).
 2. The contrast. The darkest text after dividing out the background (minus the 0.5th percentile)
    falls with the step: the measured gain/offset of `pipelines.physics` and the blur spreading the
-   strokes. It separates steps 0-3 sharply (where the 1:4 spectrum sees too little of the disc) and
-   rules out the spectrum's rare far-off minima at large steps.
+   strokes. It separates steps 0-3 sharply and rules out far-off spectral minima at large steps;
+   a model-mismatch spread (CONTRAST_MISMATCH) keeps it from outvoting a clear spectrum on real
+   images, whose heavier glyphs keep more contrast than the simulation's.
 
-    log posterior(s) = -n_eff / 2 * log(res_s / min res) - (log c - mu_s)^2 / (2 sd_s^2) - log sd_s
+    log posterior(s) = -n_eff / 2 * S_s - (log c - mu_s)^2 / (2 sd_s^2) - log sd_s
 
-with res_s the best residual over the radii nearest step s (log mid-points of the table's radii,
+with S_s the best summed log residual ratio over the radii nearest step s (log mid-points of the table's radii,
 or of radii measured from LSF calibration shots in the image's folder, which replace the table's),
 and mu_s, sd_s, n_eff from estimate_table.json (fitted on simulated training data by `--fit`).
 The confidence is the posterior of the chosen step times the image's text-likeness (text is dark
@@ -35,7 +40,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
