@@ -10,6 +10,7 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
   rl        Richardson-Lucy deconvolution at 1:7 (same)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
+  model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
 
 Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG images
 (`pipelines.images.load_image`). `--samples N` takes the first N samples per font
@@ -47,7 +48,7 @@ from pipelines.physics import parse_steps
 from .ocr import official_score, score_many
 
 PASS = 70
-METHODS = ("sharp", "identity", "wiener", "rl", "model")
+METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
 FONTS = ("Times", "Verdana")
 ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
 
@@ -137,6 +138,27 @@ class ModelMethod:
         return to_uint8(out)
 
 
+class AutoModelMethod(ModelMethod):
+    """The network at the step estimated from each image (`deblur.estimate`, with the LSF shots of
+    the image's folder); an estimate beyond the model's steps is clamped to its highest step.
+    `estimated` maps each image to its estimated step."""
+
+    def __init__(self, path=None, share: ModelMethod | None = None):
+        if share is not None:  # the model already loaded for the "model" row
+            self.path, self.deblurrer, self.max_step = share.path, share.deblurrer, share.max_step
+        else:
+            super().__init__(path)
+        self.estimated: dict[str, int] = {}
+
+    def __call__(self, sample) -> np.ndarray:
+        from deblur.estimate import estimate, folder_radii
+
+        image = load_image(sample.blurred, expect_shape=None)
+        step = estimate(image, radii=folder_radii(str(Path(sample.blurred).parent.resolve()))).step
+        self.estimated[str(sample.blurred)] = step
+        return to_uint8(np.asarray(self.deblurrer.deblur(image, min(step, self.max_step)), dtype=np.float32))
+
+
 def make_method(name: str, data_root=None, model=None, params: dict | None = None):
     """A callable sample -> full-size uint8 image for one leaderboard method."""
     if name == "sharp":
@@ -148,6 +170,8 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
         return Baseline(name, data_root, params)
     if name == "model":
         return ModelMethod(model)
+    if name == "model-auto":
+        return AutoModelMethod(model)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 
@@ -177,7 +201,7 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
     paths = [image_path(out, name, s) for s in samples]
     bar = tqdm(total=len(samples), desc=f"deblur {name}", unit="img", disable=not progress)
     try:
-        if fn is not None or name == "model" or workers <= 1 or len(samples) < 2:
+        if fn is not None or name.startswith("model") or workers <= 1 or len(samples) < 2:
             fn = fn or make_method(name, data_root, model, params)
             for s, p in zip(samples, paths):
                 write_png(p, fn(s))
@@ -369,6 +393,9 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
         if len(per_method["model"]) < len(chosen):
             echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
+    if "model-auto" in methods:
+        fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
+        per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
     reused = {m: reusable_records(out, m, per_method[m]) for m in methods} if reuse else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:
