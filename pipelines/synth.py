@@ -3,6 +3,7 @@
 
     python -m pipelines.synth --compare --steps 0-19 --samples 4 --seed 5   # fast path vs full simulator
     python -m pipelines.synth --preview out/synth.png --steps 0,5,10,15,19  # look at some pairs
+    python -m pipelines.synth --speed 40                                     # pairs/s on one core
 
 `synth_pair(seed, index)` gives what training consumes, deterministic per (seed, index): the input
 channels exactly as `preprocess_blurred` makes them from a full-size CAM02 image, and the binarised
@@ -236,6 +237,7 @@ def compare(steps, samples: int = 4, seed: int = 5, progress: bool = True) -> li
     for step in steps:
         mads, fast_noise, full_noise, agree = [], [], [], []
         t_phys = t_fast = t_full = 0.0
+        synth_pair(seed, 10**6, step=step)  # warm the per-step caches (kernel, sampling matrices)
         for i in range(samples):
             font = FONTS[i % 2]
             t0 = time.perf_counter()
@@ -276,6 +278,29 @@ def format_row(r: dict) -> str:
             f"| {r['physics_pairs_s']:.0f} | {r['fast_pairs_s']:.1f} | {r['full_pairs_s']:.2f} |")
 
 
+def speed(n: int = 40, steps=tuple(range(P.N_STEPS)), seed: int = 0) -> dict:
+    """Pairs/s in this process (one core) with warm caches: the physics part (scene -> 1:7 CAM02
+    image and registered target) and the whole training input (+ vignetting fit, median channels)."""
+    config = PreprocessConfig()
+    for step in steps:
+        synth_pair(seed, 10**6, step=step)
+    t_phys = t_pre = 0.0
+    for i in range(n):
+        rng = pair_rng(seed, i)
+        step = steps[i % len(steps)]
+        t0 = time.perf_counter()
+        raster = render_text(random_text(rng), FONTS[i % 2])
+        sharp = sharp_small(raster, rng)
+        blurred = blurred_small(raster, step, rng)
+        target_small(sharp, step, config, blurred.shape)
+        t1 = time.perf_counter()
+        preprocess_small(blurred, config)
+        t_pre += time.perf_counter() - t1
+        t_phys += t1 - t0
+    return {"pairs": n, "physics_pairs_s": n / t_phys, "input_pairs_s": n / (t_phys + t_pre),
+            "physics_ms": 1000 * t_phys / n, "median_and_vignetting_ms": 1000 * t_pre / n}
+
+
 def preview(path, steps, seed: int = 0) -> None:
     """PNG: per step the 1:7 CAM02 image, input channel 0, and the target."""
     import matplotlib
@@ -303,6 +328,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", action="store_true", help="fast path vs full simulator, one row per step")
     ap.add_argument("--preview", help="write a PNG of synthetic pairs to this path")
+    ap.add_argument("--speed", type=int, metavar="N", help="time N pairs in one process (warm caches)")
     ap.add_argument("--steps", default="0-19")
     ap.add_argument("--samples", type=int, default=4, help="scenes per step (--compare)")
     ap.add_argument("--seed", type=int, default=5)
@@ -313,8 +339,13 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not (args.compare or args.preview):
-        ap.error("nothing to do: give --compare and/or --preview PATH")
+    if not (args.compare or args.preview or args.speed):
+        ap.error("nothing to do: give --compare, --preview PATH and/or --speed N")
+    if args.speed:
+        s = speed(args.speed, steps, args.seed)
+        print(f"one process, {s['pairs']} pairs over steps {args.steps}: physics {s['physics_ms']:.1f} ms/pair "
+              f"({s['physics_pairs_s']:.0f} pairs/s); + vignetting fit and median channels "
+              f"{s['median_and_vignetting_ms']:.1f} ms/pair; whole input {s['input_pairs_s']:.1f} pairs/s")
     if args.preview:
         preview(args.preview, steps, args.seed)
         print(f"wrote {args.preview}")
