@@ -403,6 +403,25 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
     return {"resuming": resuming, "best": min(vals) if (resuming and vals) else None, "last_row": last}
 
 
+def set_seed(keras, seed: int):
+    """keras.utils.set_random_seed, except that off TensorFlow it does not import TensorFlow (Keras
+    would, wherever it is installed, to seed tf.data): the same global Keras seed, Python and numpy."""
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, int(seed))
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def _backend_info(keras):
     """(backend name, device description, has_gpu) without importing TensorFlow under JAX."""
     backend = keras.backend.backend()
@@ -465,7 +484,7 @@ def train(config) -> dict:
     from .model import build_from_spec
 
     StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
-    keras.utils.set_random_seed(config.seed)
+    set_seed(keras, config.seed)
     backend, devices, gpu = _backend_info(keras)
     _log(config, f"backend {backend}; devices: {devices}", "(GPU)" if gpu else "(no GPU: training on CPU)")
     if config.synthetic and config.distribute != "none":
