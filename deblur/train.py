@@ -205,7 +205,8 @@ def _strategy(tf, kind: str):
     if kind in (None, "none"):
         return tf.distribute.get_strategy()
     if kind == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from .distribute import multi_worker_strategy
+        return multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         return tf.distribute.MirroredStrategy()
@@ -374,6 +375,9 @@ def train(config) -> dict:
     from . import data as D
     from .model import ModelSpec, build_from_spec
 
+    # first TensorFlow call: MultiWorkerMirroredStrategy must configure collective ops before
+    # anything (seeding, device listing) initialises the runtime
+    strategy = _strategy(tf, config.distribute)
     StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
     keras.utils.set_random_seed(config.seed)
     gpus = tf.config.list_physical_devices("GPU")
@@ -390,7 +394,6 @@ def train(config) -> dict:
         raise DataError(None, f"--steps include {max(config.steps)} but the model's max step is {spec.max_step}")
     D.target_crop(tset.target_size, spec.output_size, Path(config.data) / "manifest.json")
 
-    strategy = _strategy(tf, config.distribute)
     policy = None
     if config.mixed_precision:
         policy = "mixed_float16" if gpus else "mixed_bfloat16"
