@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("deblur", "pipelines", "eval", "bench")
 
@@ -106,9 +108,27 @@ def test_no_import_cycles():
         " <-> ".join(c) for c in cycles)
 
 
+def _python(code):
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 def test_data_prep_and_ocr_do_not_import_tensorflow():
-    code = ("import sys, deblur, pipelines.prepare, pipelines.simulate, eval.ocr; "
+    # eval.score imports deblur (deblur.infer.DEFAULT_MODEL): the package itself must stay light
+    code = ("import sys, deblur, deblur.infer, pipelines.prepare, pipelines.simulate, eval.ocr, eval.score; "
             "bad = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = _python(code)
     assert r.returncode == 0, f"loaded {r.stdout.strip()} {r.stderr[-2000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("imports, loader", [
+    ("import deblur, keras", "keras.models.load_model"),          # deblur first: the import hook
+    ("import keras, deblur", "keras.models.load_model"),          # keras first: registered at once
+    ("import deblur, tensorflow as tf", "tf.keras.models.load_model"),  # TF looks keras up first
+])
+def test_plain_keras_loader_after_import_deblur(imports, loader):
+    r = _python(f"{imports}; m = {loader}('deblur/models/default.keras'); "
+                "print(type(m.get_layer('step_scale')).__module__)")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "deblur.layers"
