@@ -29,14 +29,10 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread per process. prepare parallelises over processes; OpenBLAS's own threads (the
-# registration's least squares) oversubscribe the cores, and on a busy 2-core machine made one
-# pair's registration 1.4 s instead of 0.2 s. The variables act only before numpy is loaded: here
-# for the command line, and in the environment of spawned worker processes (`worker_pool`).
-ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-if __name__ == "__main__":
-    for _k, _v in ONE_THREAD_ENV.items():
-        os.environ.setdefault(_k, _v)
+from .threads import ONE_THREAD_ENV, one_blas_thread
+
+if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
+    one_blas_thread()
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402

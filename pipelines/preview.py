@@ -16,11 +16,10 @@ atomically.
 """
 from __future__ import annotations
 
-import os
+from .threads import one_blas_thread
 
-if __name__ == "__main__":  # one BLAS thread, before numpy loads: see pipelines.prepare.ONE_THREAD_ENV
-    for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_k, "1")
+if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
+    one_blas_thread()
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
