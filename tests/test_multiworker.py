@@ -6,8 +6,9 @@ Why the same global batch gives the same training: tf.data's DATA auto-sharding 
 shards through tf.numpy_function, so there is no file-level sharding) splits every global batch of
 8 into two halves of 4, worker 0 the first, worker 1 the second, and the gradients are averaged
 over the workers. The one-worker reference is MultiWorkerMirroredStrategy without TF_CONFIG (the
-same Keras code path; `--distribute none` is not: with any strategy Keras 3 draws one batch to
-build the model first, so its stream is one batch ahead).
+same Keras code path; `--distribute none` is not: with a strategy Keras 3 draws a batch from the
+stream to build the model before training (Trainer._maybe_symbolic_build), without one it does not,
+so the batches trained on differ).
 
 What still differs: the model's BatchNormalization layers normalise training batches with each
 worker's own statistics (4 tiles, not 8; Keras' default synchronized=False). Measured with
@@ -15,7 +16,7 @@ worker's own statistics (4 tiles, not 8; Keras' default synchronized=False). Mea
 0.7409005 (two workers) vs 0.7406971 (one), 2.7e-4 relative; val_loss 0.6939656 vs 0.6939670,
 1.9e-6. With synchronized=True in deblur/model.py (tried, not committed) the difference drops to
 8e-8 and 0, so it is the batch statistics and nothing else. Tolerances: 2e-3 on the loss and 1e-4
-on val_loss, 7x and 50x the measured difference, while a stream off by one batch (the `none` run)
+on val_loss, 7x and 50x the measured difference, while training on other batches (the `none` run)
 moves them by 8.6e-3 and 3.5e-4: a worker that trained on other data fails the test.
 """
 import json
