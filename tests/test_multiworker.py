@@ -56,7 +56,7 @@ def _train_cmd(data, run_dir):
 def _worker_env(tf_config=None):
     env = dict(_env(), OMP_NUM_THREADS="1")
     for key in ("TF_CONFIG", "grpc_proxy", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        env.pop(key, None)  # gRPC would send even 127.0.0.1 traffic through a configured proxy
+        env.pop(key, None)  # gRPC honours proxy variables: the 127.0.0.1 traffic must stay local
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return env
