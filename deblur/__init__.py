@@ -27,7 +27,13 @@ class _AfterKerasLoader(importlib.abc.Loader):
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
+    def __getattr__(self, name):  # anything else (get_resource_reader, is_package, ...): Keras' loader
+        return getattr(self.loader, name)
+
     def exec_module(self, module):
+        module.__loader__ = self.loader  # Keras sees its own loader, as without the hook
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
         self.loader.exec_module(module)
         _remove_hook()
         _register_layers()
