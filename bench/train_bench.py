@@ -1,6 +1,7 @@
 """Training and inference throughput of the deblurring network, with achieved GFLOP/s.
 
     python -m bench.train_bench [--batch-size 8] [--seconds 4] [--quick]
+    python -m bench.train_bench --geometry     # receptive field, parameters, FLOPs per 1:7 pixel
 
 For the default configuration (dim = subdim = 32, 12 refinements, width 5, 110 px tiles) and a
 small one (dim = subdim = 16, 6 refinements, 86 px tiles, same 52 px output), in float32 and mixed
@@ -23,6 +24,30 @@ CONFIGS = {
     "default": dict(dim=32, subdim=32, refinements=12, shared_width=5, input_size=110),
     "small": dict(dim=16, subdim=16, refinements=6, shared_width=5, input_size=86),
 }
+
+
+GEOMETRY = {  # analytic table only (--geometry)
+    "design dim 32 (110 -> 52 tiles)": dict(dim=32, subdim=32, input_size=110),
+    "design dim 16 (168 -> 110 tiles)": dict(dim=16, subdim=16, input_size=168),
+    "pyramid 8/16/24/32, refine 1/1/2/3": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
+                                               pyramid_dims=(8, 16, 24, 32), pyramid_refinements=(1, 1, 2, 3)),
+    "pyramid 16/24/32/48, refine 1/2/3/4": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
+                                                pyramid_dims=(16, 24, 32, 48), pyramid_refinements=(1, 2, 3, 4)),
+    "pyramid 16/32/48/64, refine 2/2/3/4": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
+                                                pyramid_dims=(16, 32, 48, 64), pyramid_refinements=(2, 2, 3, 4)),
+}
+
+
+def geometry_table() -> list[dict]:
+    """Receptive field (1:7 px), parameters and forward FLOPs per output pixel of GEOMETRY."""
+    from deblur.model import ModelSpec, describe
+
+    rows = []
+    for name, cfg in GEOMETRY.items():
+        d = describe(ModelSpec(**cfg))
+        rows.append({"config": name, "receptive_field": d["receptive_field"], "params": d["params"],
+                     "kflop_per_px": d["forward_flops_per_output_px"] / 1e3})
+    return rows
 
 
 def _timed(fn, seconds, min_reps=2, max_reps=50):
@@ -73,7 +98,13 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seconds", type=float, default=4.0, help="time per measurement (after warm-up)")
     p.add_argument("--configs", default="default,small")
+    p.add_argument("--geometry", action="store_true", help="print the analytic geometry/cost table and exit")
     args = p.parse_args(argv)
+    if args.geometry:
+        print(f"{'configuration':40} {'RF (1:7 px)':>11} {'params':>9} {'kFLOP/px':>9}  (step-19 disc: 59 px)")
+        for r in geometry_table():
+            print(f"{r['config']:40} {r['receptive_field']:11d} {r['params']:9,d} {r['kflop_per_px']:9.1f}")
+        return
 
     import keras
     import numpy as np

@@ -2,8 +2,14 @@
 
     python -m deblur INPUT_DIR OUTPUT_DIR STEP [--model PATH] [--batch-size N] [--method auto|tiled|full]
 
-Reads every *.tif in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
-PSF / LSF_X / LSF_Y are skipped and counted), writes one 8-bit grayscale PNG per input with the same
+STEP is the blur step 0-19 of every image, or `auto`: estimate each image's step from the image
+(`deblur.estimate`, using the folder's LSF calibration shots when there are any) and deblur with it;
+the summary lists the estimated steps, and images whose estimate has a low confidence are named.
+
+Reads every image in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
+PSF / LSF_X / LSF_Y are skipped and counted): TIFF, PNG or JPEG, 8- or 16-bit, read to [0, 1] by
+`pipelines.images.load_image` (one image per name: foo.tif wins over foo.png). Writes one 8-bit
+grayscale PNG per input with the same
 stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
 white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
 
@@ -26,9 +32,10 @@ from pipelines.physics import N_STEPS, check_step
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deblur", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of blurred *.tif images")
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of blurred images (.tif, .png, .jpg)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the PNG results (created)")
-    p.add_argument("step", metavar="STEP", help=f"blur step of the images, an integer 0-{N_STEPS - 1}")
+    p.add_argument("step", metavar="STEP", help=f"blur step of the images, an integer 0-{N_STEPS - 1}, "
+                                                "or 'auto' to estimate it per image")
     p.add_argument("--model", metavar="PATH", default=None,
                    help="trained .keras model (its card PATH.json beside it); default: the shipped model")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="tiles per predict call (16)")
@@ -38,16 +45,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_step(text: str) -> int:
+def _parse_step(text: str) -> int | None:
+    """The step, or None for 'auto'."""
+    if text.strip().lower() == "auto":
+        return None
     try:
         return check_step(int(text))
     except ValueError:
-        raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1}, got {text!r}") from None
+        raise ValueError(f"STEP must be an integer blur step 0-{N_STEPS - 1} or 'auto', got {text!r}") from None
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def _trained_steps(card: dict) -> set[int]:
+    """The steps the model card says the model was trained on (empty if it does not say)."""
+    tiles = ((card or {}).get("data") or {}).get("tiles") or {}
+    train = tiles.get("train") if isinstance(tiles, dict) else None
+    return {int(k) for k in train if str(k).isdigit()} if isinstance(train, dict) else set()
+
+
+def _print_estimates(estimated) -> None:
+    """The estimated steps: how many images at each, and the images with a low confidence."""
+    from collections import Counter
+
+    counts = Counter(e.step for _, e in estimated)
+    print("estimated steps: " + ", ".join(f"step {s}: {n} image{'s' if n != 1 else ''}"
+                                          for s, n in sorted(counts.items())))
+    low = [(p, e) for p, e in estimated if e.warning]
+    for path, e in low:
+        print(f"  low confidence {e.confidence:.2f}: {path.name} (estimated step {e.step})")
 
 
 def main(argv=None) -> int:
@@ -62,17 +91,18 @@ def main(argv=None) -> int:
         parser.print_usage(sys.stderr)
         return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    from pipelines.hdc import is_calibration, load_tiff
+    from pipelines.hdc import is_calibration
+    from pipelines.images import image_files, load_image
 
     in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
     if not in_dir.is_dir():
         return _fail(f"{in_dir}: input folder not found")
-    tifs = sorted(in_dir.glob("*.tif"))
-    calibration = [p for p in tifs if is_calibration(p)]
-    inputs = [p for p in tifs if not is_calibration(p)]
+    images = image_files(in_dir)
+    calibration = [p for p in images if is_calibration(p)]
+    inputs = [p for p in images if not is_calibration(p)]
     if not inputs:
         extra = f" (only {len(calibration)} calibration shots, which are skipped)" if calibration else ""
-        return _fail(f"{in_dir}: no *.tif images to deblur{extra}")
+        return _fail(f"{in_dir}: no *.tif, *.png or *.jpg images to deblur{extra}")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.output import to_uint8, write_png
@@ -81,7 +111,8 @@ def main(argv=None) -> int:
 
     try:
         deblurrer = Deblurrer.from_file(args.model, batch_size=args.batch_size, method=args.method)
-        deblurrer.check_step(step)
+        if step is not None:
+            deblurrer.check_step(step)
     except (DataError, ValueError) as e:  # ModelLoadError is a DataError
         return _fail(str(e))
     try:
@@ -92,7 +123,14 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     model_name = deblurrer.source if deblurrer.source is not None else "(in memory)"
-    print(f"deblurring {len(inputs)} images of {in_dir} at step {step} with {model_name}; "
+    if step is None:
+        from .estimate import estimate, folder_radii
+
+        radii = folder_radii(str(in_dir.resolve()))
+        trained = _trained_steps(deblurrer.card)
+    estimated: list[tuple[Path, object]] = []  # (image, deblur.estimate.Estimate) with STEP auto
+    at_step = "the estimated step of each image" if step is None else f"step {step}"
+    print(f"deblurring {len(inputs)} images of {in_dir} at {at_step} with {model_name}; "
           f"skipping {len(calibration)} calibration shots", flush=True)
     failed: list[tuple[Path, str]] = []
     written = 0
@@ -103,9 +141,24 @@ def main(argv=None) -> int:
         bar.set_postfix_str(path.name, refresh=False)
         try:
             t0 = time.perf_counter()
-            image = load_tiff(path, expect_shape=None)
+            image = load_image(path, expect_shape=None)
             t1 = time.perf_counter()
-            result = deblurrer.deblur(image, step)
+            image_step = step
+            if step is None:
+                est = estimate(image, radii=radii)
+                estimated.append((path, est))
+                if est.warning:
+                    bar.write(f"warning: {path}: {est.warning}", file=sys.stderr)
+                if est.step > deblurrer.max_step:
+                    raise DataError(path, f"estimated blur step {est.step} (radius {est.radius_px:.0f} px, "
+                                          f"confidence {est.confidence:.2f}) is beyond the model's steps "
+                                          f"0-{deblurrer.max_step}")
+                if trained and est.step not in trained:
+                    bar.write(f"warning: {path}: estimated blur step {est.step} is outside the steps the model "
+                              f"was trained on ({min(trained)}-{max(trained)}); deblurring anyway", file=sys.stderr)
+                image_step = est.step
+            t1e = time.perf_counter()
+            result = deblurrer.deblur(image, image_step)
             t2 = time.perf_counter()
             write_png(out_dir / f"{path.stem}.png", to_uint8(result))
             t3 = time.perf_counter()
@@ -115,7 +168,7 @@ def main(argv=None) -> int:
             failed.append((path, f"{type(e).__name__}: {e}"))
         else:
             written += 1
-            per_image.append({"total": t3 - t0, "read": t1 - t0, "write": t3 - t2,
+            per_image.append({"total": t3 - t0, "read": t1 - t0, "estimate": t1e - t1, "write": t3 - t2,
                               **{k: deblurrer.timings.get(k, 0.0) for k in ("preprocess", "predict", "stitch")}})
             continue
         bar.write(f"failed: {failed[-1][0]}: {failed[-1][1]}", file=sys.stderr)
@@ -131,8 +184,11 @@ def main(argv=None) -> int:
         per = {k: sum(t[k] for t in steady) / len(steady) for k in steady[0]}
         print(f"{total / len(inputs):.2f} s per image over {len(inputs)} images; "
               f"{per['total']:.2f} s per image{' after the first' if len(per_image) > 1 else ''} "
-              f"(read {per['read']:.2f}, preprocess {per['preprocess']:.2f}, predict {per['predict']:.2f} "
+              f"(read {per['read']:.2f}, " + (f"estimate {per['estimate']:.2f}, " if step is None else "")
+              + f"preprocess {per['preprocess']:.2f}, predict {per['predict']:.2f} "
               f"[{deblurrer.last_method}], stitch+upscale {per['stitch']:.2f}, write {per['write']:.2f})")
+    if estimated:
+        _print_estimates(estimated)
     if failed:
         print(f"failed {len(failed)}:", file=sys.stderr)
         for path, problem in failed:

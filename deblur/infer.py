@@ -61,20 +61,21 @@ def read_card(model_path) -> dict:
 
 
 def as_unit_image(image) -> np.ndarray:
-    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, floats must already be in [0, 1]."""
+    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, uint8 by 255 (as
+    `pipelines.images.load_image` reads 8-bit files), floats must already be in [0, 1]."""
     a = np.asarray(image)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {a.shape}")
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / np.float32(65535)
+    if a.dtype in (np.uint8, np.uint16):
+        return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
     if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"expected a uint16 image or a float image in [0, 1], got dtype {a.dtype}")
+        raise ValueError(f"expected a uint8 or uint16 image or a float image in [0, 1], got dtype {a.dtype}")
     a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ValueError("image contains NaN or infinite values")
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError(f"a float image must be in [0, 1], got values in [{a.min():.4g}, {a.max():.4g}] "
-                         "(pass uint16 data as uint16, or divide it by 65535)")
+                         "(pass uint8 / uint16 data as such, or divide it by 255 / 65535)")
     return a
 
 
@@ -121,6 +122,22 @@ class Deblurrer:
         self.preprocess = preprocess
         self.batch_size = int(batch_size)
         self.method = method
+        self._spec = self._hdc_spec(model)
+        self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
+        self._full_model = None
+        self.timings: dict[str, float] = {}
+        self.last_method: str | None = None
+        self.source: Path | None = None
+        self.card: dict = {}
+        if self._spec is not None and self._spec.arch == "pyramid":
+            # fully convolutional, same padding: always the whole image, padded to the size multiple
+            if method == "tiled":
+                raise ValueError("pyramid models run on the whole image (method 'auto' or 'full')")
+            if self._spec.channels != preprocess.channels:
+                raise ValueError(f"model {model.name!r} takes {self._spec.channels} input channels but the "
+                                 f"preprocessing gives {preprocess.channels}")
+            self.in_size = self.out_size = None
+            return
         self.in_size, self.out_size, channels = _tile_geometry(model)
         if channels != preprocess.channels:
             raise ValueError(f"model {model.name!r} takes {channels} input channels but the preprocessing "
@@ -129,13 +146,6 @@ class Deblurrer:
         if (self.in_size - self.out_size) % 2:
             raise ValueError(f"model {model.name!r}: input {self.in_size} and output {self.out_size} "
                              "differ by an odd number of pixels (the output must be the centre crop)")
-        self._spec = self._hdc_spec(model)
-        self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
-        self._full_model = None
-        self.timings: dict[str, float] = {}
-        self.last_method: str | None = None
-        self.source: Path | None = None
-        self.card: dict = {}
 
     @staticmethod
     def _hdc_spec(model):
@@ -216,6 +226,8 @@ class Deblurrer:
         Sets timings["predict"] (model calls) and timings["stitch"] (tiling and stitching)."""
         step = self.check_step(step)
         t0 = time.perf_counter()
+        if self.in_size is None:
+            return self._predict_pyramid(x, step, t0)
         grid = TileGrid.for_image(x.shape, self.in_size, self.out_size)
         if self._use_full(x.shape):
             self.last_method = "full"
@@ -236,8 +248,23 @@ class Deblurrer:
         self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
         return small
 
+    def _predict_pyramid(self, x: np.ndarray, step: int, t0: float) -> np.ndarray:
+        """Whole image, zero-padded (= background after vignetting division) at the bottom and right
+        to the model's size multiple, cropped back."""
+        self.last_method = "full"
+        m = self._spec.size_multiple
+        h, w = x.shape[:2]
+        p = np.pad(x, ((0, -h % m), (0, -w % m), (0, 0)))[None].astype(np.float32, copy=False)
+        t1 = time.perf_counter()
+        out = self._full().predict_on_batch({"image": p, "step": np.array([[step]], dtype=np.float32)})
+        t2 = time.perf_counter()
+        small = np.asarray(out, dtype=np.float32)[0, :h, :w, 0]
+        self.timings["predict"] = t2 - t1
+        self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
+        return small
+
     def deblur_small(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint16, or float in [0, 1]) -> (h, w) float32 result at the
+        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> (h, w) float32 result at the
         preprocessing scale (1:7 by default), 1 = white."""
         return self._deblur_unit_small(as_unit_image(image), step)
 
@@ -251,7 +278,7 @@ class Deblurrer:
         return self.predict_small(x, step)
 
     def deblur(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint16, or float in [0, 1]) -> deblurred float32 image of the
+        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> deblurred float32 image of the
         same shape, in [0, 1], 1 = white paper. `timings["stitch"]` includes the up-scaling."""
         a = as_unit_image(image)
         small = self._deblur_unit_small(a, step)

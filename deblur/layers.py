@@ -7,7 +7,8 @@ model without `custom_objects` once this module has been imported (`import deblu
     StepInput         scales the raw blur step (float, shape (batch, 1)) by a fixed constant and
                       carries the model's hyperparameters ("spec") in its config
     StepGate          x * sigmoid(Dense(step))[:, None, None, :]: per-channel gate from the step
-    HighwayRefinement n iterations of ONE shared valid Conv2D(dim, width, tanh):
+    HighwayRefinement n iterations of ONE shared Conv2D(dim, width, tanh), valid (cropping x) or
+                      same padding (the pyramid's levels):
                       x = crop(x) * (1 - d_i) + shared(x) * d_i,  d_i = sigmoid(Dense_i(step))
 """
 from __future__ import annotations
@@ -90,8 +91,11 @@ class HighwayRefinement(keras.layers.Layer):
     """
 
     def __init__(self, iterations: int = 12, width: int = 5, stddev: float = DENSE_STDDEV,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", padding: str = "valid", **kwargs):
         super().__init__(**kwargs)
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding
         if int(width) < 1 or int(width) % 2 == 0:
             raise ValueError(f"shared conv width must be odd and positive, got {width}")
         if int(iterations) < 0:
@@ -116,21 +120,49 @@ class HighwayRefinement(keras.layers.Layer):
         c = (self.width - 1) // 2
         for i in range(self.iterations):
             d = ops.sigmoid(ops.matmul(step, self.gate_kernel[i]) + self.gate_bias[i])[:, None, None, :]
-            y = ops.tanh(ops.conv(x, self.kernel, strides=1, padding="valid") + self.bias)
-            if c:
+            y = ops.tanh(ops.conv(x, self.kernel, strides=1, padding=self.padding) + self.bias)
+            if c and self.padding == "valid":
                 x = x[:, c:-c, c:-c, :]
             x = x * (1 - d) + y * d
         return x
 
     def compute_output_shape(self, input_shape):
         b, h, w, ch = input_shape[0]
-        shrink = self.iterations * (self.width - 1)
+        shrink = self.iterations * (self.width - 1) if self.padding == "valid" else 0
         return (b, None if h is None else h - shrink, None if w is None else w - shrink, ch)
 
     def get_config(self):
         return {**super().get_config(), "iterations": self.iterations, "width": self.width,
-                "stddev": self.stddev,
+                "stddev": self.stddev, "padding": self.padding,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
-CUSTOM_LAYERS = (StepInput, StepGate, HighwayRefinement)
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BilinearUpsample2x(keras.layers.Layer):
+    """x2 bilinear up-sampling with half-pixel centres and clamped edges (what
+    UpSampling2D(interpolation="bilinear") computes), written with keras.ops slicing so that it
+    also runs on inputs whose height and width are unknown until run time (any image size)."""
+
+    @staticmethod
+    def _axis(x, axis):
+        n = ops.shape(x)[axis]
+        first = ops.take(x, [0], axis=axis)
+        last = ops.take(x, ops.convert_to_tensor([n - 1]), axis=axis)
+        prev = ops.concatenate([first, ops.take(x, ops.arange(0, n - 1), axis=axis)], axis=axis)
+        nxt = ops.concatenate([ops.take(x, ops.arange(1, n), axis=axis), last], axis=axis)
+        even, odd = 0.75 * x + 0.25 * prev, 0.75 * x + 0.25 * nxt
+        both = ops.stack([even, odd], axis=axis + 1)
+        shape = ops.shape(x)
+        new = [shape[i] for i in range(4)]
+        new[axis] = shape[axis] * 2
+        return ops.reshape(both, new)
+
+    def call(self, x):
+        return self._axis(self._axis(x, 1), 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+CUSTOM_LAYERS = (StepInput, StepGate, HighwayRefinement, BilinearUpsample2x)

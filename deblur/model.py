@@ -31,11 +31,12 @@ from pathlib import Path
 
 from pipelines.errors import DataError
 
-from .layers import HighwayRefinement, StepGate, StepInput  # noqa: F401  (registers the layers)
+from .layers import BilinearUpsample2x, HighwayRefinement, StepGate, StepInput  # noqa: F401  (registers the layers)
 
 PRE_WIDTH = 3      # preprocessing kernel width
 N_PRE = 5          # preprocessing convolutions
 COARSE_CONVS = 2   # 3x3 convs of the coarse pathway before its refinement
+ARCHS = ("highway", "pyramid")
 POST_LAST = 8      # channels of the second postprocessing conv
 
 
@@ -60,8 +61,18 @@ class ModelSpec:
     step_scale: float = 0.1
     coarse_pathway: bool = False
     coarse_refinements: int = 4
+    arch: str = "highway"                       # "highway" (the design, valid convs) or "pyramid"
+    pyramid_dims: tuple = (16, 32, 48, 64)      # channels at 1:7, 1:14, 1:28, 1:56
+    pyramid_refinements: tuple = (2, 2, 3, 4)   # shared-refinement iterations per level
 
     def __post_init__(self):
+        object.__setattr__(self, "pyramid_dims", tuple(int(v) for v in self.pyramid_dims))
+        object.__setattr__(self, "pyramid_refinements", tuple(int(v) for v in self.pyramid_refinements))
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "pyramid":
+            self._check_pyramid()
+            return
         for name in ("dim", "subdim", "channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -76,6 +87,22 @@ class ModelSpec:
         if self.input_size is not None and self.output_size < 1:
             raise ValueError(f"input {self.input_size} px is too small for this model "
                              f"(needs at least {self.min_input_size} px)")
+
+    def _check_pyramid(self):
+        if len(self.pyramid_dims) < 2 or len(self.pyramid_dims) != len(self.pyramid_refinements):
+            raise ValueError("pyramid_dims and pyramid_refinements need one entry per level (>= 2 levels), "
+                             f"got {self.pyramid_dims} and {self.pyramid_refinements}")
+        if min(self.pyramid_dims) < 1 or min(self.pyramid_refinements) < 0:
+            raise ValueError("pyramid dims must be >= 1 and refinements >= 0")
+        if self.shared_width < 1 or self.shared_width % 2 == 0:
+            raise ValueError(f"shared_width must be odd and positive, got {self.shared_width}")
+        if self.input_size is not None and self.input_size % self.size_multiple:
+            raise ValueError(f"pyramid input size must be a multiple of {self.size_multiple}, got {self.input_size}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides must be multiples of this (1 for the valid-conv design)."""
+        return 2 ** (len(self.pyramid_dims) - 1) if self.arch == "pyramid" else 1
 
     # ---- channel widths -------------------------------------------------------------------
     @property
@@ -100,6 +127,8 @@ class ModelSpec:
 
     def _windows(self, n: int):
         """(offset, size) of the main and (optionally) coarse outputs in input pixels, and the common window."""
+        if self.arch == "pyramid":  # same padding: the output is the input's size
+            return (0, n), None, (0, n)
         main = (self.main_shrink // 2, n - self.main_shrink)
         if not self.coarse_pathway:
             return main, None, main
@@ -126,6 +155,8 @@ class ModelSpec:
 
     @property
     def min_input_size(self) -> int:
+        if self.arch == "pyramid":
+            return self.size_multiple
         n = self.main_shrink + 1
         while self.output_size_for(n) < 1:
             n += 1
@@ -134,6 +165,8 @@ class ModelSpec:
     @property
     def receptive_field(self) -> int:
         """Width (input pixels) of the input window that one output pixel depends on."""
+        if self.arch == "pyramid":
+            return _pyramid_receptive_field(self)
         rf = 1 + self.main_shrink
         if self.coarse_pathway:
             rf = max(rf, 2 * (1 + self.coarse_shrink))
@@ -148,12 +181,13 @@ class ModelSpec:
         return cm, cc
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready (tuples as lists, so a saved and a fresh spec compare equal)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
     def summary(self) -> dict:
         """The spec plus its derived geometry (what config.json and the inference side need)."""
@@ -181,12 +215,20 @@ def build_from_spec(spec: ModelSpec, dtype=None, name: str = "hdc_deblur"):
     step_raw = keras.Input((1,), name="step")
     step = StepInput(spec.step_scale, spec.max_step, spec.to_dict(), name="step_scale", **kw)(step_raw)
 
-    def conv(x, ch, k, act, bn, tag):
-        x = L.Conv2D(ch, k, activation=act, padding="valid", name=f"{tag}_conv", **kw)(x)
+    def conv(x, ch, k, act, bn, tag, padding="valid"):
+        x = L.Conv2D(ch, k, activation=act, padding=padding, name=f"{tag}_conv", **kw)(x)
         return L.BatchNormalization(name=f"{tag}_bn", **kw)(x) if bn else x
 
     def gate(x, tag):
         return StepGate(name=f"{tag}_gate", **kw)([x, step])
+
+    if spec.arch == "pyramid":
+        x = _pyramid_body(spec, image, step, conv, gate, kw)
+        p1, p2, _ = spec.post_widths
+        x = conv(x, p1, 1, "elu", True, "post1")
+        x = conv(x, p2, 1, "elu", True, "post2")
+        out = L.Conv2D(1, 1, activation="sigmoid", name="output", dtype="float32")(x)
+        return keras.Model({"image": image, "step": step_raw}, out, name=name)
 
     # preprocessing
     x = image
@@ -229,6 +271,84 @@ def build_model(dim=32, subdim=32, refinements=12, shared_width=5, input_size=11
                      step_scale=step_scale, coarse_pathway=coarse_pathway,
                      coarse_refinements=coarse_refinements)
     return build_from_spec(spec, dtype=dtype, name=name)
+
+
+def _pyramid_body(spec: ModelSpec, image, step, conv, gate, kw):
+    """Encoder 1:7 -> 1:56 (average pooling, a gated conv and the level's shared highway refinement),
+    decoder back (bilinear up-sampling + a learned gated conv, skip concatenation, a gated merge
+    conv and the SAME level's refinement again). All convs use same padding: zero = background."""
+    from keras import layers as L
+
+    dims, refs, n = spec.pyramid_dims, spec.pyramid_refinements, len(spec.pyramid_dims)
+    refine = [HighwayRefinement(refs[lvl], spec.shared_width, padding="same", name=f"refine{lvl}", **kw)
+              for lvl in range(n)]
+    x = gate(conv(image, dims[0], PRE_WIDTH, "elu", True, "pre1", "same"), "pre1")
+    x = gate(conv(x, dims[0], PRE_WIDTH, "tanh", False, "pre2", "same"), "pre2")
+    skips = [x]
+    for lvl in range(1, n):
+        x = L.AveragePooling2D(2, name=f"down{lvl}_pool", **kw)(x)
+        x = gate(conv(x, dims[lvl], PRE_WIDTH, "tanh", False, f"down{lvl}", "same"), f"down{lvl}")
+        x = refine[lvl]([x, step])
+        skips.append(x)
+    for lvl in range(n - 2, -1, -1):
+        u = BilinearUpsample2x(name=f"up{lvl}_resize", **kw)(x)
+        u = gate(conv(u, dims[lvl], PRE_WIDTH, "elu", True, f"up{lvl}", "same"), f"up{lvl}")
+        x = L.Concatenate(name=f"skip{lvl}", **kw)([u, skips[lvl]])
+        x = gate(conv(x, dims[lvl], PRE_WIDTH, "tanh", False, f"merge{lvl}", "same"), f"merge{lvl}")
+        x = refine[lvl]([x, step])
+    return x
+
+
+def _pyramid_receptive_field(spec: ModelSpec) -> int:
+    """Theoretical receptive field (1:7 px) along the deepest path: encoder to the coarsest level
+    and back (each k x k conv adds (k - 1) x the level's stride, pooling and bilinear up-sampling
+    one coarse pixel each)."""
+    w, refs, n = spec.shared_width, spec.pyramid_refinements, len(spec.pyramid_dims)
+    rf = 1 + 2 * (PRE_WIDTH - 1)
+    for lvl in range(1, n):
+        s = 2 ** lvl
+        rf += s // 2 + (PRE_WIDTH - 1) * s + refs[lvl] * (w - 1) * s
+    for lvl in range(n - 2, -1, -1):
+        s = 2 ** lvl
+        rf += 2 * s + 2 * (PRE_WIDTH - 1) * s + refs[lvl] * (w - 1) * s
+    return int(rf)
+
+
+def _describe_pyramid(spec: ModelSpec, n: int) -> dict:
+    """describe() of a pyramid model on an n x n input (FLOPs as 2 * MACs of the convolutions)."""
+    params = non_trainable = 0
+    flops = 0.0
+    dims, refs, w = spec.pyramid_dims, spec.pyramid_refinements, spec.shared_width
+
+    def conv(k, cin, cout, px, bn=False):
+        nonlocal params, non_trainable, flops
+        p, f = _conv(k, cin, cout, px)
+        params += p + 2 * cout + (4 * cout if bn else 0)   # + gate (+ BN)
+        non_trainable += 2 * cout if bn else 0
+        flops += f
+
+    px = [n * n / 4 ** lvl for lvl in range(len(dims))]
+    conv(PRE_WIDTH, spec.channels, dims[0], px[0], True)
+    conv(PRE_WIDTH, dims[0], dims[0], px[0])
+    for lvl in range(len(dims)):
+        params += w * w * dims[lvl] ** 2 + dims[lvl] + 2 * refs[lvl] * dims[lvl]
+        uses = 1 if lvl in (0, len(dims) - 1) else 2
+        flops += uses * refs[lvl] * _conv(w, dims[lvl], dims[lvl], px[lvl])[1]
+        if lvl:
+            conv(PRE_WIDTH, dims[lvl - 1], dims[lvl], px[lvl])
+            conv(PRE_WIDTH, dims[lvl], dims[lvl - 1], px[lvl - 1], True)
+            conv(PRE_WIDTH, 2 * dims[lvl - 1], dims[lvl - 1], px[lvl - 1])
+    cin = dims[0]
+    for i, ch in enumerate(spec.post_widths):
+        p, f = _conv(1, cin, ch, px[0])
+        params += p + (4 * ch if i < 2 else 0)
+        non_trainable += 2 * ch if i < 2 else 0
+        flops += f
+        cin = ch
+    return {"input_size": n, "output_size": n, "receptive_field": spec.receptive_field,
+            "params": int(params), "trainable_params": int(params - non_trainable),
+            "non_trainable_params": int(non_trainable), "forward_flops": flops, "train_flops": 3 * flops,
+            "forward_flops_per_output_px": flops / (n * n)}
 
 
 # ---- reading a built / loaded model ----------------------------------------------------------
@@ -319,6 +439,8 @@ def describe(spec: ModelSpec, input_size: int | None = None) -> dict:
     only, 2 * MACs; gates, BN and elementwise ops are < 1 % and left out; training ~ 3 x forward),
     receptive field and output size."""
     n = input_size or spec.input_size or 110
+    if spec.arch == "pyramid":
+        return _describe_pyramid(spec, n)
     params = trainable = flops = 0
 
     def add(p, f=0, non_trainable=0):

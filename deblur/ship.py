@@ -43,9 +43,10 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
     if not rows:
         raise ValueError(f"{run_dir}: history.csv has no finished epoch")
     best = min(rows, key=lambda r: r.get("val_loss", float("inf")))
+    synthetic = bool(config["data"].get("synthetic"))
     manifest_cfg = config["data"].get("manifest_config") or {}
     sim_file = Path(manifest_cfg.get("data", "")) / "simulation.json"
-    sim = json.loads(sim_file.read_text()) if sim_file.is_file() else {}
+    sim = json.loads(sim_file.read_text()) if sim_file.is_file() and not synthetic else {}
     started = (run_dir / "config.json").stat().st_mtime
     ended = (run_dir / "history.csv").stat().st_mtime
     return {
@@ -53,11 +54,14 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
         "sha256": _sha256(model_file),
         "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "model": config["model"],
-        "preprocess": manifest_cfg.get("preprocess"),
+        "preprocess": config["data"].get("preprocess") if synthetic else manifest_cfg.get("preprocess"),
         "steps": config["steps"],
-        "training": {k: config["args"][k] for k in ("batch_size", "lr", "seed", "steps_per_epoch",
-                                                  "patience", "mixed_precision", "step_weighting")},
-        "data": {"simulator_seed": sim.get("seed"), "samples_per_font_per_step": sim.get("samples_per_font"),
+        "training": {k: config["args"].get(k) for k in ("batch_size", "lr", "seed", "steps_per_epoch",
+                                                      "patience", "mixed_precision", "step_weighting", "init")},
+        "data": {"synthetic_stream": True, "seed": config["args"]["seed"],
+                 "samples_seen": len(rows) * int(config["args"]["steps_per_epoch"] or 50) * config["args"]["batch_size"],
+                 "note": "pipelines.synth stream (1:7 forward model of the simulator), seed as above; "
+                         "evaluation sets use the full simulator with seed 9001"} if synthetic else {"simulator_seed": sim.get("seed"), "samples_per_font_per_step": sim.get("samples_per_font"),
                  "layout": sim.get("layout"), "registration": manifest_cfg.get("registration"),
                  "tiles": config["data"].get("tiles"), "tile_size": [config["data"].get("input_size"),
                                                                      config["data"].get("target_size")],
@@ -76,11 +80,16 @@ def ship(run_dir, which: str = "best", out=DEFAULT_MODEL, command: str | None = 
     """Copy RUN/{which}.keras to `out` (checked by reloading it) and write the card beside it."""
     from .model import load_model
 
+    from .model import rebuild, save_model, spec_of
+
     run_dir, out = Path(run_dir), Path(out)
     src = run_dir / f"{which}.keras"
-    load_model(src)  # refuses a file that does not reload as a model
-    with atomic_path(out, suffix=".keras") as tmp:
-        shutil.copyfile(src, tmp)
+    model = load_model(src)  # refuses a file that does not reload as a model
+    if spec_of(model).arch == "pyramid":  # re-saved through this version's layers, free input size
+        save_model(rebuild(model, input_size=None), out)
+    else:
+        with atomic_path(out, suffix=".keras") as tmp:
+            shutil.copyfile(src, tmp)
     card = build_card(run_dir, out, command)
     card["source"] = f"{which}.keras"
     write_text_atomic(card_path(out), json.dumps(card, indent=2, sort_keys=True, default=str))

@@ -1,9 +1,18 @@
 """Train the step-conditioned highway network on a prepared set (pipelines.prepare output).
 
     python -m deblur.train --data DIR --run-dir DIR --steps 0-9 [--epochs N] [--batch-size 32]
+    python -m deblur.train --synthetic --run-dir DIR --steps 0-19 --model-arch pyramid ...
+    (any of them) [--init MODEL.keras]  start from saved weights (fine-tuning, or a run that
+        continues on a new machine from committed weights)
         [--lr 10**-2.5] [--model-dim 32 --model-subdim 32 --model-refinements 12
         --model-shared-width 5] [--seed S] [--mixed-precision] [--distribute mirrored]
         [--step-weighting] [--patience N] [--steps-per-epoch N] [--shuffle-buffer N]
+
+--synthetic: no data set; batches are made on the fly by pipelines.synth (deblur/stream.py), in
+--synth-workers processes, validated on --synth-val-per-step fixed scenes per step of a separate
+stream. Pyramid models train on whole 1:7 images, valid-conv models on random tiles
+(--synth-tiles-per-image per scene, --model-input-size). Runs under any Keras backend
+(KERAS_BACKEND=jax: no TensorFlow import on that path).
 
 Run dir: config.json (arguments, model spec, data set), best.keras (lowest val_loss), last.keras,
 history.csv (one row per epoch: loss, val_loss, val_loss_step{N}, learning_rate, [weight_step{N}]),
@@ -47,7 +56,7 @@ STOP_EXIT_CODE = 3  # exit status of the --stop-after-epoch debug flag
 
 @dataclass
 class TrainConfig:
-    data: str
+    data: str | None
     run_dir: str
     steps: list = field(default_factory=lambda: list(range(10)))
     epochs: int = 100
@@ -60,6 +69,15 @@ class TrainConfig:
     model_max_step: int = N_STEPS - 1
     model_coarse_pathway: bool = False
     model_coarse_refinements: int = 4
+    model_arch: str = "highway"
+    model_pyramid_dims: tuple = (16, 24, 32, 48)
+    model_pyramid_refinements: tuple = (1, 2, 3, 4)
+    model_input_size: int = 110
+    synthetic: bool = False
+    synth_workers: int = 1
+    synth_val_per_step: int = 4
+    synth_tiles_per_image: int = 4
+    init: str | None = None
     seed: int = 0
     mixed_precision: bool = False
     distribute: str = "none"
@@ -120,6 +138,13 @@ def _pos_int(text):
     return v
 
 
+def _int_list(text):
+    try:
+        return tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+
+
 def _nonneg_int(text):
     try:
         v = int(text)
@@ -133,7 +158,21 @@ def _nonneg_int(text):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deblur.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="prepared set folder (manifest.json + shards/)")
+    p.add_argument("--data", default=None, help="prepared set folder (manifest.json + shards/)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="train from the synthetic stream (pipelines.synth) instead of --data")
+    p.add_argument("--synth-workers", type=_nonneg_int, default=1,
+                   help="processes generating synthetic pairs (0: in the training process)")
+    p.add_argument("--synth-val-per-step", type=_pos_int, default=4, help="validation scenes per step")
+    p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
+                   help="random tiles cut from each synthetic scene (valid-conv models)")
+    p.add_argument("--init", default=None, help="start from the weights of this saved .keras model")
+    p.add_argument("--model-arch", choices=["highway", "pyramid"], default="highway",
+                   help="highway: the design (valid convs, tiles); pyramid: multi-scale 1:7..1:56")
+    p.add_argument("--model-pyramid-dims", type=_int_list, default=(16, 24, 32, 48))
+    p.add_argument("--model-pyramid-refinements", type=_int_list, default=(1, 2, 3, 4))
+    p.add_argument("--model-input-size", type=_pos_int, default=110,
+                   help="input tile size of a valid-conv model trained with --synthetic")
     p.add_argument("--run-dir", required=True, help="output folder; rerun the same command to resume")
     p.add_argument("--steps", type=_steps_arg, default=list(range(10)),
                    help="blur steps to train on, e.g. 0-9 or 0,2,5-9 (default 0-9)")
@@ -169,13 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.synthetic):
+        parser.error("give exactly one of --data DIR and --synthetic")
     config = TrainConfig.from_any(args)
     try:
         if config.logical_cpus:
             configure_logical_cpus(config.logical_cpus)
         train(config)
-    except (DataError, RunDirError) as e:
+    except (DataError, RunDirError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -250,38 +292,41 @@ def _log(config, *a):
 
 # ---- callbacks (built lazily: they subclass keras.callbacks.Callback) --------------------------
 
+def batch_bce(y, p, eps: float = 1e-7):
+    """Per-sample binary cross-entropy (mean over pixels), in numpy: backend-neutral validation."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return loss.reshape(len(loss), -1).mean(axis=1)
+
+
 def _callback_classes():
     import keras
     import numpy as np
-    import tensorflow as tf
 
     class StepValidation(keras.callbacks.Callback):
         """Validate on the val split each epoch; add val_loss and val_loss_step{N} to the logs
         (placed first, so checkpoints, LR schedule, early stopping and CSVLogger see them)."""
 
-        def __init__(self, dataset, steps, sampler=None):
+        def __init__(self, dataset, steps, sampler=None, stream=None, replicas=1):
             super().__init__()
-            self.dataset, self.steps, self.sampler = dataset, list(steps), sampler
-            self._fn = None
+            self.dataset, self.steps, self.sampler, self.stream = dataset, list(steps), sampler, stream
+            self.replicas = replicas
 
-        def _losses(self):
-            if self._fn is None:
-                model = self.model
-
-                @tf.function
-                def fn(inputs, y):
-                    p = model(inputs, training=False)
-                    return tf.reduce_mean(keras.losses.binary_crossentropy(y, p), axis=[1, 2])
-                self._fn = fn
-            return self._fn
+        def _predict(self, inputs):
+            if self.replicas > 1:  # predict_on_batch would run the whole batch on every replica
+                return np.asarray(self.model(inputs, training=False))  # and concatenate the results
+            return self.model.predict_on_batch(inputs)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            fn = self._losses()
             sums, counts = {}, {}
             for inputs, y in self.dataset:
-                loss = fn(inputs, y).numpy()
-                step = inputs["step"].numpy()[:, 0].astype(int)
+                inputs = {k: np.asarray(v) for k, v in inputs.items()}
+                loss = batch_bce(y, self._predict(inputs))
+                step = inputs["step"][:, 0].astype(int)
                 for s in np.unique(step):
                     m = step == s
                     sums[s] = sums.get(s, 0.0) + float(loss[m].sum())
@@ -295,6 +340,8 @@ def _callback_classes():
                 for s, w in zip(self.sampler.steps, self.sampler.weights):
                     logs[f"weight_step{s}"] = float(w)  # weights used during this epoch
                 self.sampler.update(per_step)
+                if self.stream is not None:
+                    self.stream.set_weights(self.sampler.weights)
 
     class EpochLine(keras.callbacks.Callback):
         def __init__(self, epochs, steps, verbose=True):
@@ -363,6 +410,56 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
     return {"resuming": resuming, "best": min(vals) if (resuming and vals) else None, "last_row": last}
 
 
+def _backend_info(keras):
+    """(backend name, device description, has_gpu) without importing TensorFlow under JAX."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        return backend, ", ".join(d.name for d in tf.config.list_logical_devices()), bool(gpus)
+    if backend == "jax":
+        import jax
+        devs = jax.devices()
+        return backend, ", ".join(str(d) for d in devs), any(d.platform == "gpu" for d in devs)
+    return backend, "?", False
+
+
+def _initial_epoch(run_dir: Path) -> int:
+    """Epochs already finished by an interrupted run (BackupAndRestore's metadata), else 0."""
+    meta = run_dir / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(meta.read_text()).get("epoch") or 0) if meta.is_file() else 0
+    except (ValueError, OSError):
+        return 0
+
+
+def _load_init(model, path):
+    """Copy the weights of a saved model into `model` (same architecture), with clear errors."""
+    from .model import load_model, spec_of
+
+    src = load_model(path)
+    a, b = spec_of(src), spec_of(model)
+    keys = ("arch", "dim", "subdim", "refinements", "shared_width", "channels", "coarse_pathway",
+            "coarse_refinements", "pyramid_dims", "pyramid_refinements")
+    diff = {k: (getattr(a, k), getattr(b, k)) for k in keys if getattr(a, k) != getattr(b, k)}
+    if diff:
+        raise DataError(path, f"--init model has another architecture than this run: {diff} (saved, new)")
+    model.set_weights(src.get_weights())
+
+
+def _model_spec(config, input_size, channels):
+    from .model import ModelSpec
+
+    size = None if config.model_arch == "pyramid" and config.synthetic else input_size
+    return ModelSpec(dim=config.model_dim, subdim=config.model_subdim,
+                     refinements=config.model_refinements, shared_width=config.model_shared_width,
+                     input_size=size, channels=channels,
+                     max_step=config.model_max_step, coarse_pathway=config.model_coarse_pathway,
+                     coarse_refinements=config.model_coarse_refinements, arch=config.model_arch,
+                     pyramid_dims=tuple(config.model_pyramid_dims),
+                     pyramid_refinements=tuple(config.model_pyramid_refinements))
+
+
 def train(config) -> dict:
     """Train as configured (TrainConfig, dict or argparse Namespace); returns the full history
     {metric: [value per epoch]} including epochs run before a resume."""
@@ -370,59 +467,78 @@ def train(config) -> dict:
     if config.logical_cpus:
         configure_logical_cpus(config.logical_cpus)
     import keras
-    import tensorflow as tf
 
     from . import data as D
-    from .model import ModelSpec, build_from_spec
+    from .model import build_from_spec
 
-    # first TensorFlow call: MultiWorkerMirroredStrategy must configure collective ops before
-    # anything (seeding, device listing) initialises the runtime
-    strategy = _strategy(tf, config.distribute)
+    backend = keras.backend.backend()
+    if config.synthetic and config.distribute != "none":
+        raise DataError(None, "--synthetic trains on one machine (--distribute none)")
+    if backend != "tensorflow" and (not config.synthetic or config.distribute != "none"):
+        raise DataError(None, f"the {backend} backend trains only with --synthetic (shards use tf.data)")
+    strategy = None
+    if backend == "tensorflow":
+        import tensorflow as tf
+        # the first TensorFlow call: MultiWorkerMirroredStrategy must configure collective ops
+        # before anything (seeding, device listing) initialises the runtime
+        strategy = _strategy(tf, config.distribute)
     StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
     keras.utils.set_random_seed(config.seed)
-    gpus = tf.config.list_physical_devices("GPU")
-    _log(config, "devices:", ", ".join(d.name for d in tf.config.list_logical_devices()),
-         "(GPU)" if gpus else "(no GPU: training on CPU)")
+    backend, devices, gpu = _backend_info(keras)
+    _log(config, f"backend {backend}; devices: {devices}", "(GPU)" if gpu else "(no GPU: training on CPU)")
 
-    tset = D.open_set(config.data, config.steps)
-    spec = ModelSpec(dim=config.model_dim, subdim=config.model_subdim,
-                     refinements=config.model_refinements, shared_width=config.model_shared_width,
-                     input_size=tset.input_size, channels=tset.channels,
-                     max_step=config.model_max_step, coarse_pathway=config.model_coarse_pathway,
-                     coarse_refinements=config.model_coarse_refinements)
+    from pipelines.preprocess import PreprocessConfig
+    run_dir = Path(config.run_dir)
+    if config.synthetic:
+        pre = PreprocessConfig()
+        spec = _model_spec(config, config.model_input_size, pre.channels)
+        tset = None
+        data_record = {"synthetic": True, "seed": config.seed, "preprocess": pre.to_dict()}
+    else:
+        tset = D.open_set(config.data, config.steps)
+        spec = _model_spec(config, tset.input_size, tset.channels)
+        D.target_crop(tset.target_size, spec.output_size, Path(config.data) / "manifest.json")
+        data_record = {"path": str(Path(config.data).resolve()),
+                       "manifest_config": tset.manifest.get("config"),
+                       "format_version": tset.manifest.get("format_version"),
+                       "tiles": {split: {str(s): n for s, n in c.items()} for split, c in tset.counts.items()},
+                       "input_size": tset.input_size, "target_size": tset.target_size}
     if max(config.steps) > spec.max_step:
         raise DataError(None, f"--steps include {max(config.steps)} but the model's max step is {spec.max_step}")
-    D.target_crop(tset.target_size, spec.output_size, Path(config.data) / "manifest.json")
 
+    if strategy is not None:
+        strategy_name, replicas, tf_version = type(strategy).__name__, strategy.num_replicas_in_sync, tf.__version__
+    else:
+        strategy_name, replicas, tf_version = "none", 1, None
     policy = None
     if config.mixed_precision:
-        policy = "mixed_float16" if gpus else "mixed_bfloat16"
-    run_dir = Path(config.run_dir)
+        policy = "mixed_float16" if gpu else "mixed_bfloat16"
     record = {
         "args": dataclasses.asdict(config),
         "steps": list(config.steps),
         "model": spec.summary(),
-        "data": {"path": str(Path(config.data).resolve()),
-                 "manifest_config": tset.manifest.get("config"),
-                 "format_version": tset.manifest.get("format_version"),
-                 "tiles": {split: {str(s): n for s, n in c.items()} for split, c in tset.counts.items()},
-                 "input_size": tset.input_size, "target_size": tset.target_size},
+        "data": data_record,
         "dtype_policy": policy or "float32",
-        "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "strategy": strategy_name, "replicas": replicas, "backend": backend,
+        "versions": {"keras": keras.__version__, **({"tensorflow": tf_version} if tf_version else {})},
     }
     state = _prepare_run_dir(run_dir, record, config)
     _log(config, f"model: {spec.summary()}")
-    _log(config, f"data: {tset.count('train')} training / {tset.count('val')} val tiles, steps {config.steps}; "
-                 f"strategy {type(strategy).__name__} x{strategy.num_replicas_in_sync}; dtype {policy or 'float32'}"
-                 + ("; resuming" if state["resuming"] else ""))
+    what = (f"synthetic stream (seed {config.seed}, {config.synth_workers} worker(s))" if config.synthetic else
+            f"{tset.count('train')} training / {tset.count('val')} val tiles")
+    _log(config, f"data: {what}, steps {config.steps}; strategy {strategy_name} x{replicas}; "
+                 f"dtype {policy or 'float32'}" + ("; resuming" if state["resuming"] else ""))
 
-    with strategy.scope():
+    import contextlib
+    with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
         model = build_from_spec(spec, dtype=policy)
         optimizer = keras.optimizers.Adam(config.lr)
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
+    if config.init and not state["resuming"]:  # a resumed run restores its own weights
+        _load_init(model, config.init)
+        _log(config, f"initial weights from {config.init}")
 
     sampler = None
     if config.step_weighting:
@@ -430,13 +546,28 @@ def train(config) -> dict:
         last = state["last_row"]
         if state["resuming"] and last:
             sampler.update({s: last[f"val_loss_step{s}"] for s in config.steps if f"val_loss_step{s}" in last})
-    train_ds = D.train_dataset(tset, config.batch_size, spec.output_size, config.shuffle_buffer,
-                               config.seed, config.cycle_length, sampler)
-    val_ds = D.val_dataset(tset, config.val_batch_size or config.batch_size, spec.output_size)
-    steps_per_epoch = config.steps_per_epoch or D.epoch_steps(tset, config.batch_size)
+    stream = None
+    if config.synthetic:
+        from . import stream as S
+        if spec.arch == "pyramid":
+            geometry = {"kind": "image", "multiple": spec.size_multiple}
+        else:
+            geometry = {"kind": "tiles", "in_size": spec.input_size, "out_size": spec.output_size,
+                        "tiles_per_image": config.synth_tiles_per_image}
+        steps_per_epoch = config.steps_per_epoch or 50
+        train_ds = stream = S.synthetic_dataset(
+            config.seed, config.steps, config.batch_size, steps_per_epoch, geometry, pre,
+            config.synth_workers, None if sampler is None else sampler.weights, _initial_epoch(run_dir))
+        val_ds = S.validation_batches(config.seed, config.steps, config.synth_val_per_step, geometry,
+                                      config.val_batch_size or config.batch_size, pre)
+    else:
+        train_ds = D.train_dataset(tset, config.batch_size, spec.output_size, config.shuffle_buffer,
+                                   config.seed, config.cycle_length, sampler)
+        val_ds = D.val_dataset(tset, config.val_batch_size or config.batch_size, spec.output_size)
+        steps_per_epoch = config.steps_per_epoch or D.epoch_steps(tset, config.batch_size)
 
     callbacks = [
-        StepValidation(val_ds, config.steps, sampler),
+        StepValidation(val_ds, config.steps, sampler, stream, replicas),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, config.patience // 2), min_lr=1e-6),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
@@ -447,10 +578,10 @@ def train(config) -> dict:
         EpochLine(config.epochs, config.steps, config.verbose),
     ]
     import importlib.util
-    if importlib.util.find_spec("tensorboard") is not None:
+    if backend == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
                                                      profile_batch=0))
-    else:
+    elif backend == "tensorflow":
         _log(config, "note: the tensorboard package is not installed: no TensorBoard logs "
                      "(pip install tensorboard to get run_dir/tensorboard)")
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
@@ -458,8 +589,15 @@ def train(config) -> dict:
         callbacks.append(StopAfterEpoch(config.stop_after_epoch))
 
     t0 = time.time()
-    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-              shuffle=False, verbose=0)
+    try:
+        if config.synthetic:
+            model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0)
+        else:
+            model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                      shuffle=False, verbose=0)
+    finally:
+        if stream is not None:
+            stream.source.close()
     rows = read_history_csv(run_dir / "history.csv")
     history = _history_dict(rows)
     from pipelines.atomic import write_text_atomic

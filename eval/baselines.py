@@ -39,7 +39,8 @@ from scipy.signal import fftconvolve
 from pipelines import physics as P
 from pipelines.atomic import write_text_atomic
 from pipelines.errors import DataError
-from pipelines.hdc import find_calibration, load_tiff
+from pipelines.hdc import find_calibration
+from pipelines.images import load_image
 from pipelines.output import to_uint8
 from pipelines.preprocess import downscale, remove_vignetting, upscale
 from pipelines.psf import disc_kernel
@@ -65,12 +66,7 @@ EVAL_SEEDS = (9001,)  # the simulated evaluation sets: never tune on them
 # contrast mapping
 # --------------------------------------------------------------------------------------------
 
-def step_contrast(step: int) -> float:
-    """Full text contrast after vignetting division, c = g (W - T) / (g W + o), for the step."""
-    ph = P.step_physics(step)
-    white, black = P.BACKGROUND_DN / 255, P.TEXT_DN / 255
-    g, o = ph["gain"], ph["offset"]
-    return g * (white - black) / (g * white + o)
+step_contrast = P.text_contrast  # full text contrast after vignetting division
 
 
 def to_unit(blurred, step: int, factor=FACTOR) -> np.ndarray:
@@ -157,7 +153,7 @@ def psf_from_shot(shot, radius: float, factor=FACTOR, radial: bool = True) -> np
 @lru_cache(maxsize=64)
 def _shot_psf(path: str, step: int, factor: float) -> np.ndarray | None:
     try:
-        shot = load_tiff(path, expect_shape=None)
+        shot = load_image(path, expect_shape=None)
         return psf_from_shot(shot, P.step_physics(step)["radius"], factor)
     except DataError:
         return None
@@ -173,7 +169,7 @@ def _lsf_radius(paths: tuple, step: int) -> float | None:
     radii = []
     for kind, path in paths:
         try:
-            img = load_tiff(path, expect_shape=None)
+            img = load_image(path, expect_shape=None)
             radii.append(measure_radius_from_lsf(img, 0 if kind == "LSF_X" else 1, LINE_WIDTH_PX))
         except (DataError, ValueError, RuntimeError):
             continue
@@ -309,7 +305,7 @@ class Baseline:
     def __call__(self, sample) -> np.ndarray:
         p = params_for(self.method, sample.step, self.table)
         psf, _ = step_psf(self.data_root, sample.step, p["psf"])
-        blurred = load_tiff(sample.blurred, expect_shape=None)
+        blurred = load_image(sample.blurred, expect_shape=None)
         return deblur(blurred, sample.step, self.method, p[PARAM_NAME[self.method]], psf)
 
 
@@ -337,7 +333,7 @@ def tune(data, steps, samples: int = 2, methods=BASELINES, workers: int | None =
     table: dict = {m: {} for m in methods}
     for step in sorted({s.step for s in chosen}):
         step_samples = [s for s in chosen if s.step == step]
-        blurred = [load_tiff(s.blurred, expect_shape=None) for s in step_samples]
+        blurred = [load_image(s.blurred, expect_shape=None) for s in step_samples]
         units = [to_unit(b, step) for b in blurred]
         shape = blurred[0].shape
         del blurred

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.atomic import atomic_path
-from pipelines.hdc import load_tiff
+from pipelines.images import load_image
 from pipelines.output import to_uint8
 
 CROP = (slice(230, 1330), slice(120, 2260))  # rows, columns of the full-size text area (+ blur spread)
@@ -57,9 +57,9 @@ def montage(samples, methods, out_dir, path, count: int = 3) -> Path | None:
             if p.is_file():
                 img = _load_png(p)
             elif col == "blurred":
-                img = to_uint8(load_tiff(s.blurred, expect_shape=None))
+                img = to_uint8(load_image(s.blurred, expect_shape=None))
             elif col == "sharp":
-                img = to_uint8(load_tiff(s.sharp, expect_shape=None))
+                img = to_uint8(load_image(s.sharp, expect_shape=None))
             else:  # not run at this step (a model built for fewer steps): an empty panel
                 panels.append((f"{col} (not run)", None))
                 continue

@@ -10,8 +10,10 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
   rl        Richardson-Lucy deconvolution at 1:7 (same)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
+  model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
 
-Works on both HDC layouts (training and evaluation). `--samples N` takes the first N samples per font
+Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG images
+(`pipelines.images.load_image`). `--samples N` takes the first N samples per font
 per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
 number of failures, mean character error rate, pass (score >= 70); per method the highest step
 passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails).
@@ -38,7 +40,7 @@ import numpy as np
 from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it lazily
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
-from pipelines.hdc import load_tiff
+from pipelines.images import load_image
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
@@ -46,7 +48,7 @@ from .ocr import official_score, score_many
 from .samples import format_steps, image_path, select_samples
 
 PASS = 70
-METHODS = ("sharp", "identity", "wiener", "rl", "model")
+METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
 FONTS = ("Times", "Verdana")
 ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
 
@@ -76,11 +78,11 @@ def parse_methods(text: str) -> list[str]:
 
 
 def _sharp(sample) -> np.ndarray:
-    return to_uint8(load_tiff(sample.sharp, expect_shape=None))
+    return to_uint8(load_image(sample.sharp, expect_shape=None))
 
 
 def _identity(sample) -> np.ndarray:
-    return to_uint8(load_tiff(sample.blurred, expect_shape=None))
+    return to_uint8(load_image(sample.blurred, expect_shape=None))
 
 
 class ModelMethod:
@@ -102,13 +104,32 @@ class ModelMethod:
         return int(step) <= self.max_step
 
     def __call__(self, sample) -> np.ndarray:
-        import tifffile
-
-        raw = tifffile.imread(sample.blurred)
-        if raw.dtype != np.uint16:  # load_tiff's checks and messages
-            raw = np.rint(load_tiff(sample.blurred, expect_shape=None) * 65535).astype(np.uint16)
-        out = np.asarray(self.deblurrer.deblur(raw, sample.step), dtype=np.float32)
+        # the loader's float [0, 1] (any format); for a uint16 TIFF it is exactly the uint16 / 65535
+        # that Deblurrer.deblur would compute itself
+        image = load_image(sample.blurred, expect_shape=None)
+        out = np.asarray(self.deblurrer.deblur(image, sample.step), dtype=np.float32)
         return to_uint8(out)
+
+
+class AutoModelMethod(ModelMethod):
+    """The network at the step estimated from each image (`deblur.estimate`, with the LSF shots of
+    the image's folder); an estimate beyond the model's steps is clamped to its highest step.
+    `estimated` maps each image to its estimated step."""
+
+    def __init__(self, path=None, share: ModelMethod | None = None):
+        if share is not None:  # the model already loaded for the "model" row
+            self.path, self.deblurrer, self.max_step = share.path, share.deblurrer, share.max_step
+        else:
+            super().__init__(path)
+        self.estimated: dict[str, int] = {}
+
+    def __call__(self, sample) -> np.ndarray:
+        from deblur.estimate import estimate, folder_radii
+
+        image = load_image(sample.blurred, expect_shape=None)
+        step = estimate(image, radii=folder_radii(str(Path(sample.blurred).parent.resolve()))).step
+        self.estimated[str(sample.blurred)] = step
+        return to_uint8(np.asarray(self.deblurrer.deblur(image, min(step, self.max_step)), dtype=np.float32))
 
 
 def make_method(name: str, data_root=None, model=None, params: dict | None = None):
@@ -122,6 +143,8 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
         return Baseline(name, data_root, params)
     if name == "model":
         return ModelMethod(model)
+    if name == "model-auto":
+        return AutoModelMethod(model)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 
@@ -147,7 +170,7 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
     paths = [image_path(out, name, s) for s in samples]
     bar = tqdm(total=len(samples), desc=f"deblur {name}", unit="img", disable=not progress)
     try:
-        if fn is not None or name == "model" or workers <= 1 or len(samples) < 2:
+        if fn is not None or name.startswith("model") or workers <= 1 or len(samples) < 2:
             fn = fn or make_method(name, data_root, model, params)
             for s, p in zip(samples, paths):
                 write_png(p, fn(s))
@@ -339,6 +362,9 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
         if len(per_method["model"]) < len(chosen):
             echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
+    if "model-auto" in methods:
+        fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
+        per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
     reused = {m: reusable_records(out, m, per_method[m]) for m in methods} if reuse else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:

@@ -5,6 +5,10 @@ Evaluation layout: <root>/steps_A_to_B[/steps_A_to_B]/{CAM01_focused,CAM02_blurr
 Both are found by looking for blurred-camera folders anywhere below the root, so a root that is one
 step folder, one group folder or a double-nested unpack works too. Text files are read beside the
 sharp image, else beside the blurred one.
+
+Images may also be 8- or 16-bit PNG or JPEG (`pipelines.images`: the formats, the grayscale rule
+and which file wins when one name exists in several formats); the names and rules above are the
+same whatever the format, and the sharp partner and the text file are matched by stem.
 """
 from __future__ import annotations
 
@@ -14,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from .errors import DataError
-from .physics import IMAGE_SHAPE
+from .images import IMAGE_SUFFIXES, find_image, image_files, load_image
 
 BLURRED_DIRS = {"CAM02": "CAM01", "CAM02_blurred": "CAM01_focused"}  # blurred -> sharp sibling
 FONTS = {"timesR": "Times", "verdanaRef": "Verdana"}
@@ -44,23 +47,8 @@ class Sample:
         return str(self.blurred)
 
 
-def load_tiff(path, expect_shape: tuple[int, int] | None = IMAGE_SHAPE) -> np.ndarray:
-    """Load a single-channel uint16 HDC TIFF as float32 in [0, 1]; clear errors for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        data = tifffile.imread(path)
-    except Exception as e:  # tifffile raises many types for truncated or foreign files
-        raise DataError(path, f"unreadable or truncated TIFF ({type(e).__name__}: {e})") from None
-    if data.dtype != np.uint16:
-        raise DataError(path, f"expected a uint16 image, found {data.dtype}")
-    if data.ndim != 2:
-        raise DataError(path, f"expected a single-channel image, found shape {data.shape}")
-    if expect_shape is not None and data.shape != tuple(expect_shape):
-        raise DataError(path, f"expected {expect_shape[1]} x {expect_shape[0]} (w x h), "
-                              f"found {data.shape[1]} x {data.shape[0]}")
-    return data.astype(np.float32) / np.float32(65535)
+# The reader's old name: it has always been the one loader, now for PNG and JPEG too.
+load_tiff = load_image
 
 
 def read_text(path) -> tuple[str, str, str]:
@@ -82,8 +70,8 @@ def read_text(path) -> tuple[str, str, str]:
 
 def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """(sharp, blurred) as float32; sizes must match."""
-    blurred = load_tiff(sample.blurred, expect_shape=None)
-    sharp = load_tiff(sample.sharp, expect_shape=None)
+    blurred = load_image(sample.blurred, expect_shape=None)
+    sharp = load_image(sample.sharp, expect_shape=None)
     if sharp.shape != blurred.shape:
         raise DataError(sample.blurred, f"size {blurred.shape[::-1]} differs from its sharp partner "
                                         f"{sample.sharp} of size {sharp.shape[::-1]} (w x h)")
@@ -134,18 +122,19 @@ def find_samples(root, steps=None, fonts=None) -> list[Sample]:
     samples = []
     for folder in blurred_folders(root):
         sharp_folder = folder.parent / BLURRED_DIRS[folder.name]
-        for tif in sorted(folder.glob("*.tif")):
-            m = TEXT_RE.match(tif.stem)
+        for image in image_files(folder):
+            m = TEXT_RE.match(image.stem)
             if not m:
                 continue
             step, font, sid = int(m.group(1)), FONTS[m.group(2)], int(m.group(3))
             if (steps is not None and step not in steps) or (fonts is not None and font not in fonts):
                 continue
-            sharp = sharp_folder / tif.name
-            if not sharp.is_file():
-                raise DataError(tif, f"no sharp partner: {sharp} is missing")
-            text_path = _text_beside(tif.stem, sharp_folder, folder)
-            samples.append(Sample(step, font, sid, tif, sharp, text_path, read_text(text_path)))
+            sharp = find_image(sharp_folder, image.stem)
+            if sharp is None:
+                raise DataError(image, f"no sharp partner: {sharp_folder / image.stem}"
+                                       f"{{{','.join(IMAGE_SUFFIXES)}}} is missing")
+            text_path = _text_beside(image.stem, sharp_folder, folder)
+            samples.append(Sample(step, font, sid, image, sharp, text_path, read_text(text_path)))
     samples.sort(key=lambda s: (s.step, s.font, s.sample_id, str(s.blurred)))
     return samples
 
@@ -157,15 +146,16 @@ def find_calibration(root, step: int, camera: str = "blurred") -> dict[str, Path
         if camera != "blurred":
             folder = folder.parent / BLURRED_DIRS[folder.name]
         for kind in CALIBRATION_KINDS:
-            path = folder / f"focusStep_{step}_{kind}.tif"
-            if kind not in shots and path.is_file():
+            path = find_image(folder, f"focusStep_{step}_{kind}") if kind not in shots else None
+            if path is not None:
                 shots[kind] = path
     return shots
 
 
 def list_inputs(folder) -> list[Path]:
-    """Images a submission must process in one input folder: every *.tif but the calibration shots."""
+    """Images a submission must process in one input folder: every image (one per stem,
+    `pipelines.images.image_files`) but the calibration shots."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "input folder not found")
-    return [p for p in sorted(folder.glob("*.tif")) if not is_calibration(p)]
+    return [p for p in image_files(folder) if not is_calibration(p)]

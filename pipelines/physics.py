@@ -36,10 +36,16 @@ GEOMETRY_ANCHORS = {
 
 # The scene (CAM01), README 5.1. Intensities on the 8-bit scale.
 DISPLAY_SCALE = 8.5          # camera pixels per e-ink display pixel
-FONT_SIZE_DISPLAY = 30       # font size in display pixels
-TEXT_LEFT_PX = 200           # left edge of the text block, camera pixels
-LINE_TOPS_PX = (347, 630, 910)  # cap-line of each line (pitch ~280, from the real sharp fixture)
-CAP_HEIGHT_PX = 183          # target capital height in camera pixels (fonts are scaled to it)
+FONT_SIZE_DISPLAY = 30       # font size in display pixels ("size_30" in the file names), both fonts:
+                             # gives the real Times' 230 px from tallest top to lowest descender
+# Layout measured on real CAM01 images (issue 12; ../shared/hdc2021/README.md 5.1): every line is
+# centred on the image centre (a text renderer's centring: spaces count in the width), both fonts
+# at the same point size; each line's top is the top of the font's tallest glyph.
+TEXT_CENTRE_X_PX = 1180      # horizontal centre of every line, camera pixels
+LINE_TOPS_PX = {             # top of the tallest glyph of each line (Times pitch ~279, Verdana ~295)
+    "Times": (346, 625, 904),    # real: 345/624/902 (step 3), 347/626/905 (step 14)
+    "Verdana": (381, 677, 970),  # real: step 15, ~35 px lower than Times
+}
 TEXT_DN = 28.0               # dark text
 BACKGROUND_DN = 226.0        # brightest background (bottom centre)
 VIGNETTE_DEPTH = (0.05, 0.15)  # corners this much darker; top right darkest
@@ -48,6 +54,20 @@ SHARP_OPTICS_SIGMA_PX = 1.2  # residual optical blur of the focused camera
 
 # CAM02 noise: sigma = a * (255 - L) + b DN on the 8-bit scale (README 5.2).
 NOISE_SLOPE, NOISE_FLOOR = 0.16, 0.6
+
+
+def noise_sigma(image) -> np.ndarray:
+    """CAM02 noise standard deviation per pixel (image in [0, 1], same units)."""
+    level = np.clip(image, 0, 1) * 255
+    return ((NOISE_SLOPE * (255 - level) + NOISE_FLOOR) / 255).astype(np.float32)
+
+
+def text_contrast(step: int) -> float:
+    """Full text contrast of a step after vignetting division, c = g (W - T) / (g W + o): a
+    background of 0 and fully dark text at -c in the corrected image."""
+    ph = step_physics(step)
+    white, black = BACKGROUND_DN / 255, TEXT_DN / 255
+    return ph["gain"] * (white - black) / (ph["gain"] * white + ph["offset"])
 
 
 def _interp(anchors: dict, step: int) -> tuple[float, ...]:

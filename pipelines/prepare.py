@@ -132,7 +132,7 @@ def _build_shard(job) -> dict:
 # --------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _env(values: dict):
+def env_defaults(values: dict):
     """Set environment variables that are not set yet; restore them afterwards."""
     added = {k: v for k, v in values.items() if k not in os.environ}
     os.environ.update(added)
@@ -155,7 +155,7 @@ def worker_pool(workers: int):
         return
     single = all(os.environ.get(k) == v for k, v in ONE_THREAD_ENV.items())
     method = "fork" if single and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with _env(ONE_THREAD_ENV), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with env_defaults(ONE_THREAD_ENV), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         yield pool
 
 

@@ -464,7 +464,13 @@ def preprocess_blurred(image, config=None, *, factor=None, widths=None, vignetti
     `config` is a PreprocessConfig (or its dict, or a bare factor); keyword arguments override it.
     """
     c = _resolve_config(config, {"factor": factor, "median_widths": widths, "vignetting": vignetting})
-    small = downscale(image, c.factor)
+    return preprocess_small(downscale(image, c.factor), c)
+
+
+def preprocess_small(small, config=None) -> np.ndarray:
+    """The stages of `preprocess_blurred` after down-scaling: an already down-scaled blurred image
+    -> remove_vignetting -> median_channels (what the synthetic stream feeds the network)."""
+    c = _resolve_config(config, {})
     corrected, _ = remove_vignetting(small, c.vignetting, terms=c.terms, border=c.border,
                                      n_samples=c.n_samples, discard=c.discard, seed=c.seed)
     return median_channels(corrected, c.median_widths)

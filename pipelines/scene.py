@@ -43,23 +43,33 @@ def _font_path(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def font(name: str) -> ImageFont.FreeTypeFont:
-    """Times scaled so its capitals have the measured height; the wider Verdana stand-in a little
-    smaller, so that its lines stay inside the measured text block (x ~200-2070)."""
-    box = ImageFont.truetype(_font_path("Times"), 100).getbbox("H")
-    size = P.CAP_HEIGHT_PX / P.DISPLAY_SCALE / ((box[3] - box[1]) / 100)
-    return ImageFont.truetype(_font_path(name), round(size * {"Times": 1.0, "Verdana": 0.92}[name]))
+    """The font at the real data's point size, FONT_SIZE_DISPLAY display pixels, for both fonts
+    (DejaVu Sans then matches Verdana's width per capital height within ~1 %)."""
+    return ImageFont.truetype(_font_path(name), P.FONT_SIZE_DISPLAY)
+
+
+@lru_cache(maxsize=None)
+def _tallest_above_baseline(font_name: str) -> int:
+    """Height (display px) of the alphabet's tallest glyph above the baseline."""
+    return -font(font_name).getbbox(ALPHABET, anchor="ls")[1]
+
+
+def camera_to_display(x_px: float) -> float:
+    """Display-raster coordinate of a camera pixel centre (sample_camera's nearest-neighbour map)."""
+    return (x_px + 0.5) / P.DISPLAY_SCALE
 
 
 def render_text(lines, font_name: str) -> np.ndarray:
-    """Display raster (1 = white, 0 = ink) with the three lines, binary like e-ink pixels."""
+    """Display raster (1 = white, 0 = ink) with the three lines, binary like e-ink pixels: each line
+    centred on TEXT_CENTRE_X_PX, the top of the font's tallest glyph at the line's LINE_TOPS_PX."""
     img = Image.new("L", DISPLAY_SHAPE[::-1], 255)
     draw = ImageDraw.Draw(img)
     draw.fontmode = "1"  # no anti-aliasing: the display's pixels are black or white
     f = font(font_name)
-    cap_top = f.getbbox("H")[1]
-    left = P.TEXT_LEFT_PX / P.DISPLAY_SCALE
-    for line, top in zip(lines, P.LINE_TOPS_PX):
-        draw.text((left, top / P.DISPLAY_SCALE - cap_top), line, font=f, fill=0)
+    x = camera_to_display(P.TEXT_CENTRE_X_PX)
+    rise = _tallest_above_baseline(font_name)
+    for line, top in zip(lines, P.LINE_TOPS_PX[font_name]):
+        draw.text((x, camera_to_display(top) + rise), line, font=f, fill=0, anchor="ms")
     return (np.asarray(img) > 127).astype(np.float32)
 
 
@@ -107,11 +117,14 @@ def sample_camera(raster: np.ndarray, geometry: dict | None = None, shape=P.IMAG
     return raster[np.ix_(rows, cols)]
 
 
-def vignetting(shape=P.IMAGE_SHAPE, jitter: float = 0.0) -> np.ndarray:
-    """Multiplicative illumination: 1 at the bottom centre, corners 5-15 % darker, top right darkest."""
+def vignetting(shape=P.IMAGE_SHAPE, jitter: float = 0.0, rows=None, cols=None) -> np.ndarray:
+    """Multiplicative illumination: 1 at the bottom centre, corners 5-15 % darker, top right darkest.
+    `rows`/`cols`: evaluate at these (fractional) full-size pixel positions instead of every pixel."""
     h, w = shape
-    u = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-    v = np.linspace(-1, 1, h, dtype=np.float32)[:, None]  # -1 = top
+    rows = np.arange(h) if rows is None else np.asarray(rows)
+    cols = np.arange(w) if cols is None else np.asarray(cols)
+    u = (-1 + 2 * cols / (w - 1)).astype(np.float32)[None, :]
+    v = (-1 + 2 * rows / (h - 1)).astype(np.float32)[:, None]  # -1 = top
     top = (1 - v) / 2
     a, b, c = 0.05 + jitter, 0.075, 0.025  # bottom corners 0.95, top left 0.90, top right 0.85
     return 1 - a * u ** 2 - b * top ** 2 - c * u * top

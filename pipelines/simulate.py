@@ -34,18 +34,21 @@ def rng_for(seed: int, step: int, kind: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, step, kind, index]))
 
 
-def sharp_camera(raster: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """CAM01: the staircase scene, optics, vignetting and noise; float32 in [0, 1]."""
+def sharp_camera(raster: np.ndarray, rng: np.random.Generator, noise: bool = True) -> np.ndarray:
+    """CAM01: the staircase scene, optics, vignetting and noise; float32 in [0, 1]. (`noise=False`
+    still draws the same random numbers, so both versions of a scene share their vignetting.)"""
     s = sample_camera(raster)
     s = ndimage.gaussian_filter(s, P.SHARP_OPTICS_SIGMA_PX, mode="nearest")
     text, bg = P.TEXT_DN / 255, P.BACKGROUND_DN / 255
     img = (text + (bg - text) * s) * vignetting(jitter=rng.uniform(-0.01, 0.01))
     lo, hi = P.SHARP_NOISE_DN
-    img += rng.standard_normal(img.shape, dtype=np.float32) * ((lo + (hi - lo) * s) / 255)
+    n = rng.standard_normal(img.shape, dtype=np.float32)
+    if noise:
+        img += n * ((lo + (hi - lo) * s) / 255)
     return img
 
 
-def blurred_camera(raster: np.ndarray, step: int, rng: np.random.Generator) -> np.ndarray:
+def blurred_camera(raster: np.ndarray, step: int, rng: np.random.Generator, noise: bool = True) -> np.ndarray:
     """CAM02: the same scene in its own geometry, through the step's disc, gain/offset, vignetting,
     brightness-dependent noise; float32 in [0, 1]."""
     ph = P.step_physics(step)
@@ -56,9 +59,9 @@ def blurred_camera(raster: np.ndarray, step: int, rng: np.random.Generator) -> n
     half = k.shape[0] // 2
     blurred = signal.fftconvolve(np.pad(radiance, half, mode="edge"), k, mode="valid")
     img = (ph["gain"] * blurred + ph["offset"]) * vignetting(jitter=rng.uniform(-0.01, 0.01))
-    level = np.clip(img, 0, 1) * 255
-    sigma = (P.NOISE_SLOPE * (255 - level) + P.NOISE_FLOOR) / 255
-    img += rng.standard_normal(img.shape, dtype=np.float32) * sigma
+    n = rng.standard_normal(img.shape, dtype=np.float32)
+    if noise:
+        img += n * P.noise_sigma(img)
     return img.astype(np.float32)
 
 

@@ -82,12 +82,12 @@ def test_not_a_tiff(tmp_path):
 def test_wrong_dtype_and_size(tmp_path):
     path = tmp_path / "f.tif"
     tifffile.imwrite(path, np.zeros((1460, 2360), np.float32))
-    with pytest.raises(DataError, match="expected a uint16 image, found float32"):
+    with pytest.raises(DataError, match="expected an 8- or 16-bit image, found float32"):
         load_tiff(path)
     tifffile.imwrite(path, np.zeros((100, 200), np.uint16))
     with pytest.raises(DataError, match=r"expected 2360 x 1460 \(w x h\), found 200 x 100"):
         load_tiff(path)
-    tifffile.imwrite(path, np.zeros((1460, 2360, 3), np.uint16))
+    tifffile.imwrite(path, np.zeros((5, 1460, 2360), np.uint16))  # a stack, not one plane
     with pytest.raises(DataError, match="single-channel"):
         load_tiff(path)
 

@@ -114,7 +114,8 @@ def _python(code):
 
 def test_data_prep_and_ocr_do_not_import_tensorflow():
     # eval.score imports deblur (deblur.infer.DEFAULT_MODEL): the package itself must stay light
-    code = ("import sys, deblur, deblur.infer, pipelines.prepare, pipelines.simulate, eval.ocr, eval.score; "
+    code = ("import sys, deblur, deblur.infer, deblur.estimate, pipelines.prepare, pipelines.simulate, "
+            "pipelines.synth, eval.ocr, eval.score, eval.baselines; "
             "bad = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
     r = _python(code)

@@ -100,10 +100,12 @@ def test_uint16_and_float_inputs_agree_and_bad_inputs_are_refused():
     d = Deblurrer(identity_model())
     image = blurred_like((7 * 12, 7 * 20))
     np.testing.assert_array_equal(d.deblur(image, 3), d.deblur(image.astype(np.float32) / 65535, 3))
+    eight = (image >> 8).astype(np.uint8)  # 8-bit data is read as v / 255, not v / 65535
+    np.testing.assert_array_equal(d.deblur(eight, 3), d.deblur(eight.astype(np.float32) / 255, 3))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         d.deblur(image.astype(np.float32), 3)
     with pytest.raises(ValueError, match="dtype"):
-        d.deblur(image.astype(np.uint8), 3)
+        d.deblur(image.astype(np.int32), 3)
     with pytest.raises(ValueError, match="2-D"):
         d.deblur(np.zeros((2, 70, 70), np.uint16), 3)
     with pytest.raises(ValueError, match="0-19"):
@@ -196,17 +198,21 @@ def test_cli_writes_full_size_pngs_and_skips_calibration(eval_step0, tiny_model_
     assert "s per image" in msg.out
 
 
-def test_cli_reports_a_corrupt_file_and_writes_the_others(eval_step0, tiny_model_file, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["TIFF", "PNG"])
+def test_cli_reports_a_corrupt_file_and_writes_the_others(kind, eval_step0, tiny_model_file, tmp_path, capsys):
     good = sorted(p.name for p in eval_step0.glob("focusStep_0_*_sample_*.tif"))[:1] + ["focusStep_0_PSF.tif"]
     src = _copy(eval_step0, tmp_path / "in", good)
-    bad = src / "focusStep_0_timesR_size_30_sample_0099.tif"
-    bad.write_bytes((eval_step0 / good[0]).read_bytes()[:5000])  # truncated
+    bad = src / f"focusStep_0_timesR_size_30_sample_0099.{kind.lower()[:3]}"
+    if kind == "TIFF":
+        bad.write_bytes((eval_step0 / good[0]).read_bytes()[:5000])  # truncated
+    else:
+        bad.write_text("not an image")
     out = tmp_path / "out"
     rc = cli([str(src), str(out), "0", "--model", str(tiny_model_file)])
     msg = capsys.readouterr()
     assert rc == 1
     assert sorted(p.name for p in out.iterdir()) == [good[0][:-4] + ".png"]
-    assert f"{bad}: unreadable or truncated TIFF" in msg.err
+    assert f"{bad}: unreadable or truncated {kind}" in msg.err
     assert "failed 1" in msg.err and "wrote 1 PNG" in msg.out
     assert "Traceback" not in msg.err
 
@@ -251,7 +257,7 @@ def test_cli_bad_model_file(eval_step0, tmp_path, capsys):
 def test_cli_empty_or_missing_input_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli([str(tmp_path / "empty"), str(tmp_path / "out"), "0"]) == 2
-    assert "no *.tif images" in capsys.readouterr().err
+    assert "no *.tif, *.png or *.jpg images" in capsys.readouterr().err
     assert cli([str(tmp_path / "missing"), str(tmp_path / "out"), "0"]) == 2
     assert "input folder not found" in capsys.readouterr().err
     only_calib = tmp_path / "calib"

@@ -132,7 +132,9 @@ def test_select_samples_takes_the_first_n_per_font(sim_eval):
 
 
 def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypatch):
-    calls = []
+    import tifffile
+
+    calls, seen = [], []
 
     class FakeDeblurrer:
         @classmethod
@@ -142,6 +144,7 @@ def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypat
 
         def deblur(self, image, step):
             calls.append(("deblur", image.dtype, image.shape, step))
+            seen.append(image)
             return np.ones(image.shape, np.float32) * 0.5
 
     monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
@@ -151,7 +154,12 @@ def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypat
     sample = S.select_samples(sim_eval, [0], 1)[0]
     out = fn(sample)
     assert calls[0] == ("from_file", str(model))
-    assert calls[1] == ("deblur", np.dtype(np.uint16), (1460, 2360), 0)
+    # the loader's float [0, 1] (any input format): for these uint16 TIFFs it is bit for bit the
+    # uint16 / 65535 that Deblurrer.deblur computes from raw uint16 data (as_unit_image)
+    assert calls[1] == ("deblur", np.dtype(np.float32), (1460, 2360), 0)
+    raw = tifffile.imread(sample.blurred)
+    assert raw.dtype == np.uint16
+    np.testing.assert_array_equal(seen[0], raw.astype(np.float32) / np.float32(65535))
     assert out.dtype == np.uint8 and (out[:, :50] == 255).all() and out[0, 60] == 128
 
 
@@ -174,8 +182,8 @@ def test_model_beyond_its_steps_is_not_scored(sim_eval, tmp_path, monkeypatch):
             return cls()
 
         def deblur(self, image, step):
-            assert step == 0
-            return image.astype(np.float32) / 65535
+            assert step == 0 and image.dtype == np.float32
+            return image
 
     monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
     model = tmp_path / "m.keras"

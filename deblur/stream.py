@@ -1,0 +1,157 @@
+"""The synthetic training stream (`deblur.train --synthetic`): batches made on the fly by
+`pipelines.synth`, in worker processes, for any Keras backend (a `keras.utils.PyDataset`, no tf.data).
+
+    image index n of the stream (seed S) -> synth_pair(S, n): a 1:7 input (208 x 337 x C) and target
+    pyramid models: one sample per image, cropped to a multiple of the model's size multiple
+    valid-conv models: `tiles_per_image` random (in_size, out_size) tiles per image (the scene is
+    reused for several crops: generation costs more than a tile's training step)
+
+Batch b of epoch e holds the samples (e * batches_per_epoch + b) * batch_size + [0, batch_size):
+every epoch sees new scenes, a resumed run (`epoch` set from the backup) continues the stream
+where it stopped, and the validation scenes come from another stream of the same seed
+(`pipelines.synth.STREAMS`), so they never appear in training. Deterministic per (seed, index).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import OrderedDict
+
+import numpy as np
+
+from pipelines.prepare import ONE_THREAD_ENV, env_defaults
+from pipelines.synth import pair_rng, synth_pair
+
+
+def _make_image(job):
+    seed, index, steps, weights, stream, preprocess = job
+    p = synth_pair(seed, index, steps, weights, stream=stream, config=preprocess)
+    return p.x, p.y, p.step
+
+
+class ImageSource:
+    """synth_pair images by index, made ahead in `workers` processes (0 = in this process)."""
+
+    def __init__(self, seed: int, steps, weights=None, preprocess=None, workers: int = 1,
+                 lookahead: int = 16, stream: str = "train"):
+        self.seed, self.steps, self.weights, self.stream = int(seed), list(steps), weights, stream
+        self.preprocess, self.workers, self.lookahead = preprocess, int(workers), int(lookahead)
+        self._pool = None
+        self._pending: dict = {}
+        self._cache: OrderedDict = OrderedDict()
+
+    def _job(self, index):
+        w = None if self.weights is None else list(self.weights)
+        return (self.seed, index, self.steps, w, self.stream, self.preprocess)
+
+    def get(self, index: int):
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        if self.workers <= 0:
+            item = _make_image(self._job(index))
+        else:
+            if self._pool is None:
+                # spawned with one BLAS thread each (read when numpy loads): idle OpenBLAS threads
+                # spin, and a 2-thread worker burnt 4x the CPU of its work beside the trainer
+                with env_defaults(ONE_THREAD_ENV):
+                    self._pool = mp.get_context("spawn").Pool(self.workers)
+            for j in range(index, index + self.lookahead):
+                if j not in self._pending:
+                    self._pending[j] = self._pool.apply_async(_make_image, (self._job(j),))
+            item = self._pending.pop(index).get()
+            for j in [j for j in self._pending if j < index]:  # a jump (resume): drop stale work
+                self._pending.pop(j)
+        self._cache[index] = item
+        while len(self._cache) > 8:
+            self._cache.popitem(last=False)
+        return item
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+            self._pending.clear()
+
+
+def crop_image(x, y, multiple: int):
+    """Top-left crop of an image pair to sides that are multiples of `multiple`."""
+    h, w = (x.shape[0] // multiple) * multiple, (x.shape[1] // multiple) * multiple
+    return x[:h, :w], y[:h, :w]
+
+
+def random_tile(x, y, in_size: int, out_size: int, rng: np.random.Generator):
+    """A random (in_size, in_size, C) input tile and its centred (out_size, out_size) target, from an
+    image padded as `pipelines.tiling.TileGrid` pads (reflect, margin (in - out) / 2)."""
+    m = (in_size - out_size) // 2
+    xp = np.pad(x, ((m, m), (m, m), (0, 0)), mode="reflect")
+    i = int(rng.integers(0, max(1, x.shape[0] - out_size + 1)))
+    j = int(rng.integers(0, max(1, x.shape[1] - out_size + 1)))
+    return xp[i:i + in_size, j:j + in_size], y[i:i + out_size, j:j + out_size]
+
+
+def make_sample(source: ImageSource, sample: int, geometry: dict):
+    """Sample number `sample` of the stream: (x, y, step) for the model's geometry."""
+    if geometry["kind"] == "image":
+        x, y, step = source.get(sample)
+        x, y = crop_image(x, y, geometry["multiple"])
+        return x, y, step
+    k = geometry["tiles_per_image"]
+    x, y, step = source.get(sample // k)
+    rng = pair_rng(source.seed, sample, "train")
+    tx, ty = random_tile(x, y, geometry["in_size"], geometry["out_size"], rng)
+    return tx, ty, step
+
+
+def stack(samples):
+    xs, ys, steps = zip(*samples)
+    return ({"image": np.stack(xs).astype(np.float32),
+             "step": np.array(steps, dtype=np.float32).reshape(-1, 1)},
+            np.stack(ys)[..., None].astype(np.float32))
+
+
+def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int, geometry: dict,
+                      preprocess=None, workers: int = 1, weights=None, initial_epoch: int = 0):
+    """A keras.utils.PyDataset of synthetic batches (module docstring)."""
+    import keras
+
+    class SyntheticBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.source = ImageSource(seed, steps, weights, preprocess, workers,
+                                      lookahead=max(4, 2 * batch_size // geometry.get("tiles_per_image", 1)))
+            self.epoch = int(initial_epoch)
+
+        def __len__(self):
+            return int(batches_per_epoch)
+
+        def __getitem__(self, i):
+            first = (self.epoch * batches_per_epoch + int(i)) * batch_size
+            return stack([make_sample(self.source, first + k, geometry) for k in range(batch_size)])
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+        def set_weights(self, w):
+            """New per-step sampling weights (the adaptive sampler); applies to images not yet made."""
+            self.source.weights = None if w is None else [float(v) for v in w]
+
+    return SyntheticBatches()
+
+
+def validation_batches(seed: int, steps, per_step: int, geometry: dict, batch_size: int, preprocess=None):
+    """Fixed validation batches: `per_step` scenes of each step from the "val" stream (whole images
+    for pyramid models, every output tile of the image for valid-conv models)."""
+    from pipelines.tiling import TileGrid
+
+    samples = []
+    for step in steps:
+        for i in range(per_step):
+            p = synth_pair(seed, step * 100_000 + i, step=step, stream="val", config=preprocess)
+            if geometry["kind"] == "image":
+                x, y = crop_image(p.x, p.y, geometry["multiple"])
+                samples.append((x, y, step))
+            else:
+                grid = TileGrid.for_image(p.x.shape, geometry["in_size"], geometry["out_size"])
+                for tx, ty in zip(grid.extract(p.x), grid.extract_windows(p.y)):
+                    samples.append((tx, ty, step))
+    return [stack(samples[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
