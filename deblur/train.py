@@ -32,8 +32,8 @@ over the logical CPUs made by the debug flag --logical-cpus N). Past one machine
 TF_CONFIG environment variable on every worker, e.g.
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}'
-(same command on each host with its own task index, a shared --data and a --run-dir per worker
-or on shared storage; worker 0 is the chief).
+(same command on each host with its own task index, the same --data, and a --run-dir of its own
+on each worker, not one shared folder; worker 0 is the chief; README: "Training on several machines").
 """
 from __future__ import annotations
 
