@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,8 @@ def _worker_env(tf_config=None):
 
 
 def _run_workers(data, tmp_path, n):
-    """Start n workers, wait for all (killing every one still running on timeout or failure);
-    returns [(returncode, log text)]."""
+    """Start n workers, wait for all (killing every one still running on timeout or on the first
+    failure); returns [(returncode, -9 if killed, log text)]."""
     cluster = [f"127.0.0.1:{p}" for p in _free_ports(n)]
     procs, logs = [], []
     try:
@@ -74,10 +75,15 @@ def _run_workers(data, tmp_path, n):
             cfg = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}
             procs.append(subprocess.Popen(_train_cmd(data, tmp_path / f"run{i}"), cwd=ROOT,
                                           env=_worker_env(cfg), stdout=log, stderr=subprocess.STDOUT))
-        for p in procs:
-            p.wait(timeout=TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while any(p.poll() is None for p in procs):
+            # a worker whose peer died waits forever in a collective (and ignores SIGTERM): stop
+            # waiting as soon as one has failed
+            if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.5)
     finally:
-        for p in procs:  # a worker whose peer died waits forever in a collective: end it
+        for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
