@@ -57,7 +57,7 @@ def _best(fn, reps=3):
 def stage_times(sample, cfg, tmp: Path, reps: int = 3) -> list[tuple[str, float]]:
     """Seconds of each stage of one pair, with the functions prepare uses."""
     from pipelines.hdc import load_pair
-    from pipelines.prepare import estimate_pair_geometry
+    from pipelines.stages import estimate_pair_geometry
     from pipelines.preprocess import PreprocessConfig, binarise_target, downscale, median_channels, remove_vignetting
     from pipelines.registration import warp_to_blurred_frame
     from pipelines.shards import write_shard
@@ -118,7 +118,7 @@ def run_mode(data, out, steps, mode, workers) -> dict:
 
 def _pair_error(job):
     from pipelines.hdc import load_pair
-    from pipelines.prepare import estimate_pair_geometry
+    from pipelines.stages import estimate_pair_geometry
     from pipelines.preprocess import downscale
     from pipelines.registration import residual_misalignment
 
@@ -130,7 +130,7 @@ def _pair_error(job):
 
 
 def _step_error(job):
-    from pipelines.prepare import estimate_step_geometry
+    from pipelines.stages import estimate_step_geometry
     from pipelines.preprocess import downscaled_shape
     from pipelines.registration import residual_misalignment
 
@@ -168,7 +168,7 @@ def accuracy(samples, cfg, workers) -> None:
 def main(argv=None) -> int:
     from pipelines.hdc import find_samples
     from pipelines.physics import parse_steps
-    from pipelines.prepare import REGISTRATION_MODES, make_config
+    from pipelines.stages import REGISTRATION_MODES, make_config
     from pipelines.simulate import simulate
 
     ap = argparse.ArgumentParser(prog="python -m bench.prepare_bench", description=__doc__,

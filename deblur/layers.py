@@ -2,7 +2,7 @@
 
 All layers use `keras.ops` only (no tf.* calls, no Lambda layers, no lambda initialisers) and are
 registered under the package "hdc_deblur", so `keras.models.load_model(path)` restores a saved
-model without `custom_objects` once this module has been imported (`import deblur.model` does it).
+model without `custom_objects` once this module has been imported (`import deblur` does it).
 
     StepInput         scales the raw blur step (float, shape (batch, 1)) by a fixed constant and
                       carries the model's hyperparameters ("spec") in its config

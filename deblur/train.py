@@ -32,8 +32,8 @@ over the logical CPUs made by the debug flag --logical-cpus N). Past one machine
 TF_CONFIG environment variable on every worker, e.g.
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}'
-(same command on each host with its own task index, a shared --data and a --run-dir per worker
-or on shared storage; worker 0 is the chief).
+(same command on each host with its own task index, the same --data, and a --run-dir of its own
+on each worker, not one shared folder; worker 0 is the chief; README: "Training on several machines").
 """
 from __future__ import annotations
 
@@ -247,7 +247,8 @@ def _strategy(tf, kind: str):
     if kind in (None, "none"):
         return tf.distribute.get_strategy()
     if kind == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from .distribute import multi_worker_strategy
+        return multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         return tf.distribute.MirroredStrategy()
@@ -309,16 +310,22 @@ def _callback_classes():
         """Validate on the val split each epoch; add val_loss and val_loss_step{N} to the logs
         (placed first, so checkpoints, LR schedule, early stopping and CSVLogger see them)."""
 
-        def __init__(self, dataset, steps, sampler=None, stream=None):
+        def __init__(self, dataset, steps, sampler=None, stream=None, replicas=1):
             super().__init__()
             self.dataset, self.steps, self.sampler, self.stream = dataset, list(steps), sampler, stream
+            self.replicas = replicas
+
+        def _predict(self, inputs):
+            if self.replicas > 1:  # predict_on_batch would run the whole batch on every replica
+                return np.asarray(self.model(inputs, training=False))  # and concatenate the results
+            return self.model.predict_on_batch(inputs)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             sums, counts = {}, {}
             for inputs, y in self.dataset:
                 inputs = {k: np.asarray(v) for k, v in inputs.items()}
-                loss = batch_bce(y, self.model.predict_on_batch(inputs))
+                loss = batch_bce(y, self._predict(inputs))
                 step = inputs["step"][:, 0].astype(int)
                 for s in np.unique(step):
                     m = step == s
@@ -483,14 +490,21 @@ def train(config) -> dict:
     from . import data as D
     from .model import build_from_spec
 
-    StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
-    set_seed(keras, config.seed)
-    backend, devices, gpu = _backend_info(keras)
-    _log(config, f"backend {backend}; devices: {devices}", "(GPU)" if gpu else "(no GPU: training on CPU)")
+    backend = keras.backend.backend()
     if config.synthetic and config.distribute != "none":
         raise DataError(None, "--synthetic trains on one machine (--distribute none)")
     if backend != "tensorflow" and (not config.synthetic or config.distribute != "none"):
         raise DataError(None, f"the {backend} backend trains only with --synthetic (shards use tf.data)")
+    strategy = None
+    if backend == "tensorflow":
+        import tensorflow as tf
+        # the first TensorFlow call: MultiWorkerMirroredStrategy must configure collective ops
+        # before anything (seeding, device listing) initialises the runtime
+        strategy = _strategy(tf, config.distribute)
+    StepValidation, EpochLine, StopAfterEpoch = _callback_classes()
+    set_seed(keras, config.seed)
+    backend, devices, gpu = _backend_info(keras)
+    _log(config, f"backend {backend}; devices: {devices}", "(GPU)" if gpu else "(no GPU: training on CPU)")
 
     from pipelines.preprocess import PreprocessConfig
     run_dir = Path(config.run_dir)
@@ -511,12 +525,10 @@ def train(config) -> dict:
     if max(config.steps) > spec.max_step:
         raise DataError(None, f"--steps include {max(config.steps)} but the model's max step is {spec.max_step}")
 
-    if backend == "tensorflow":
-        import tensorflow as tf
-        strategy = _strategy(tf, config.distribute)
+    if strategy is not None:
         strategy_name, replicas, tf_version = type(strategy).__name__, strategy.num_replicas_in_sync, tf.__version__
     else:
-        strategy, strategy_name, replicas, tf_version = None, "none", 1, None
+        strategy_name, replicas, tf_version = "none", 1, None
     policy = None
     if config.mixed_precision:
         policy = "mixed_float16" if gpu else "mixed_bfloat16"
@@ -574,7 +586,7 @@ def train(config) -> dict:
         steps_per_epoch = config.steps_per_epoch or D.epoch_steps(tset, config.batch_size)
 
     callbacks = [
-        StepValidation(val_ds, config.steps, sampler, stream),
+        StepValidation(val_ds, config.steps, sampler, stream, replicas),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, config.patience // 2), min_lr=1e-6),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),

@@ -327,7 +327,7 @@ def tune(data, steps, samples: int = 2, methods=BASELINES, workers: int | None =
     font; best = highest mean official score, then lowest mean CER, then the first candidate
     (PSF_SOURCES order, then the grid's)."""
     from eval.ocr import official_score, score_many
-    from eval.score import select_samples
+    from eval.samples import select_samples
 
     chosen = select_samples(data, steps, samples)
     table: dict = {m: {} for m in methods}

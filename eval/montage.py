@@ -44,7 +44,7 @@ def montage(samples, methods, out_dir, path, count: int = 3) -> Path | None:
     read from the data when `identity`/`sharp` were not scored). Returns the path (None: nothing)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .score import image_path
+    from .samples import image_path
 
     columns = ["blurred"] + [m for m in methods if m not in ("identity", "sharp")] + ["sharp"]
     rows = []

@@ -40,12 +40,12 @@ import numpy as np
 from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it lazily
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
-from pipelines.hdc import find_samples
 from pipelines.images import load_image
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
 from .ocr import official_score, score_many
+from .samples import format_steps, image_path, select_samples
 
 PASS = 70
 METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
@@ -56,33 +56,6 @@ ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "f
 # --------------------------------------------------------------------------------------------
 # samples and methods
 # --------------------------------------------------------------------------------------------
-
-def select_samples(data, steps=None, per_font: int | None = None) -> list:
-    """The text samples below `data` at `steps`, the first `per_font` per (step, font) if given.
-    Raises DataError when there are none."""
-    samples = find_samples(data, steps=None if steps is None else set(steps))
-    if per_font is not None:
-        if per_font < 1:
-            raise ValueError("--samples must be at least 1")
-        kept, count = [], {}
-        for s in samples:
-            k = (s.step, s.font)
-            if count.get(k, 0) < per_font:
-                kept.append(s)
-                count[k] = count.get(k, 0) + 1
-        samples = kept
-    if not samples:
-        which = "any step" if steps is None else f"steps {format_steps(steps)}"
-        raise DataError(data, f"no text samples found for {which} (HDC2021 training or evaluation layout expected)")
-    return samples
-
-
-def format_steps(steps) -> str:
-    steps = sorted(steps)
-    if steps and steps == list(range(steps[0], steps[-1] + 1)) and len(steps) > 1:
-        return f"{steps[0]}-{steps[-1]}"
-    return ",".join(map(str, steps))
-
 
 def check_model(path=None) -> Path:
     """The model file `path` (None: the shipped default); DataError if it is not there."""
@@ -173,10 +146,6 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
     if name == "model-auto":
         return AutoModelMethod(model)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-
-
-def image_path(out, method: str, sample) -> Path:
-    return Path(out) / "images" / method / f"step{sample.step}" / f"{Path(sample.blurred).stem}.png"
 
 
 _WORKER_METHODS: dict = {}

@@ -5,7 +5,7 @@
 
 (`python -m pipelines.prepare ... --preview [N]` writes the same figure to OUT/preview.png, with the
 configuration and step geometry of that run.) One row per pair, pairs spread over the steps; the
-columns are the stages exactly as `pipelines.prepare.pair_stages` computes them (the same
+columns are the stages exactly as `pipelines.stages.pair_stages` computes them (the same
 functions, no copies): the down-scaled blurred input, its background (vignetting) fit, the
 vignetting-corrected image, its median channels, the binarised target in the sharp camera's frame,
 the target registered into the blurred frame, a registration check (target edges on the blurred
@@ -16,11 +16,10 @@ atomically.
 """
 from __future__ import annotations
 
-import os
+from .threads import one_blas_thread
 
-if __name__ == "__main__":  # one BLAS thread, before numpy loads: see pipelines.prepare.ONE_THREAD_ENV
-    for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_k, "1")
+if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
+    one_blas_thread()
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -33,6 +32,8 @@ from . import physics as P  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .hdc import find_samples  # noqa: E402
+from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
+                     estimate_step_geometry, make_config, pair_stages)
 
 DEFAULT_SAMPLES = 3
 PANEL_INCHES = (2.3, 1.65)
@@ -175,10 +176,8 @@ def render(rows, path, cfg) -> Path:
 
 
 def write_preview(path, samples, cfg: dict, geometry=None) -> Path:
-    """Compute every stage of each sample (`pipelines.prepare.pair_stages` with configuration `cfg`,
+    """Compute every stage of each sample (`pipelines.stages.pair_stages` with configuration `cfg`,
     `geometry` = step -> geometry for registration "step") and draw them into the PNG `path`."""
-    from .prepare import pair_stages
-
     samples = list(samples)
     if not samples:
         raise DataError(path, "no samples to preview")
@@ -194,8 +193,6 @@ def preview(data, out, steps=None, samples: int = DEFAULT_SAMPLES, *, factor=7, 
             registration_pairs=5, in_size=110, out_size=52) -> Path:
     """Choose `samples` pairs of `data` spread over `steps` (default: all steps found), and write
     their preview to `out` with a default prepare configuration."""
-    from .prepare import estimate_step_geometry, make_config
-
     found = find_samples(data, steps=set(steps) if steps is not None else None)
     if not found:
         which = f"steps {list(steps)}" if steps is not None else "any step"
@@ -211,8 +208,6 @@ def preview(data, out, steps=None, samples: int = DEFAULT_SAMPLES, *, factor=7, 
 
 
 def main(argv=None) -> int:
-    from .prepare import DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES
-
     ap = argparse.ArgumentParser(prog="python -m pipelines.preview", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)

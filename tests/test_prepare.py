@@ -79,7 +79,7 @@ def test_pair_stages_are_the_preprocessing_functions(sim_train):
     """prepare composes the stages itself (to share the down-scaled images with the registration);
     it must stay identical to preprocess_blurred / preprocess_sharp."""
     from pipelines.hdc import find_samples, load_pair
-    from pipelines.prepare import make_config, pair_stages
+    from pipelines.stages import make_config, pair_stages
     from pipelines.preprocess import PreprocessConfig, preprocess_blurred, preprocess_sharp
 
     sample = find_samples(sim_train, steps={5})[0]

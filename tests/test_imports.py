@@ -1,0 +1,135 @@
+"""Import structure: no import cycles among the project's modules, and the data-prep / OCR side
+never loads TensorFlow.
+
+The graph counts every import of a project module, at module level and inside functions: a lazy
+import hides a cycle from Python's loader, not from the reader (two modules that need each other
+are one module split in two), so both kinds are edges."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("deblur", "pipelines", "eval", "bench")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _project_modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imported(node, module: str, is_package: bool, modules) -> set[str]:
+    """Project modules an import statement refers to (`from pkg import mod` counts as pkg.mod)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module.split(".") if is_package else module.split(".")[:-1]
+            package = package[:len(package) - (node.level - 1)]
+            base = ".".join(package + ([base] if base else []))
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+    found = set()
+    for name in names:
+        while name and name not in modules:  # `import pipelines.x.y` -> the deepest project module
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _project_modules()
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        edges = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges |= _imported(node, name, path.name == "__init__.py", modules)
+        graph[name] = edges
+    return graph
+
+
+def find_cycles(graph) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one module (Tarjan)."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_module_and_function_level_imports():
+    graph = import_graph()
+    assert "pipelines.errors" in graph["pipelines.hdc"]              # module level, absolute
+    assert "deblur.layers" in graph["deblur.model"]                  # module level, relative
+    assert "deblur.model" in graph["deblur.train"]                   # inside a function
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles among the project's modules: " + "; ".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def _python(code):
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_data_prep_and_ocr_do_not_import_tensorflow():
+    # eval.score imports deblur (deblur.infer.DEFAULT_MODEL): the package itself must stay light
+    code = ("import sys, deblur, deblur.infer, deblur.estimate, pipelines.prepare, pipelines.simulate, "
+            "pipelines.synth, eval.ocr, eval.score, eval.baselines; "
+            "bad = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = _python(code)
+    assert r.returncode == 0, f"loaded {r.stdout.strip()} {r.stderr[-2000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("imports, loader", [
+    ("import deblur, keras", "keras.models.load_model"),          # deblur first: the import hook
+    ("import keras, deblur", "keras.models.load_model"),          # keras first: registered at once
+    ("import deblur, tensorflow as tf", "tf.keras.models.load_model"),  # TF looks keras up first
+])
+def test_plain_keras_loader_after_import_deblur(imports, loader):
+    r = _python(f"{imports}; m = {loader}('deblur/models/default.keras'); "
+                "print(type(m.get_layer('step_scale')).__module__)")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "deblur.layers"
