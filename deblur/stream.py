@@ -18,7 +18,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pipelines.prepare import ONE_THREAD_ENV, env_defaults
+from pipelines.prepare import env_defaults
+from pipelines.threads import ONE_THREAD_ENV
 from pipelines.synth import pair_rng, synth_pair
 
 
