@@ -6,7 +6,8 @@
 
 Pipeline (the same stages as training, `pipelines.preprocess` / `pipelines.tiling`):
 
-    full-size blurred image -> preprocess_blurred (1:7, vignetting removed, median channels)
+    full-size blurred image -> preprocess_blurred (1:7, vignetting removed, median channels and,
+        if the model has one, the physics channel of the step)
         -> TileGrid at the model's input/output size -> batched predict -> stitch(blend="smooth")
         -> upscale to the input's full shape
 
@@ -273,7 +274,7 @@ class Deblurrer:
         step = self.check_step(step)
         self.timings = {}
         t0 = time.perf_counter()
-        x = preprocess_blurred(a, self.preprocess)
+        x = preprocess_blurred(a, self.preprocess, step=step)
         self.timings["preprocess"] = time.perf_counter() - t0
         return self.predict_small(x, step)
 

@@ -77,6 +77,7 @@ class TrainConfig:
     synth_workers: int = 1
     synth_val_per_step: int = 4
     synth_tiles_per_image: int = 4
+    physics: str = "none"
     init: str | None = None
     seed: int = 0
     mixed_precision: bool = False
@@ -166,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synth-val-per-step", type=_pos_int, default=4, help="validation scenes per step")
     p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
                    help="random tiles cut from each synthetic scene (valid-conv models)")
-    p.add_argument("--init", default=None, help="start from the weights of this saved .keras model")
+    p.add_argument("--physics", choices=["none", "wiener"], default="none",
+                   help="with --synthetic: add the physics input channel, the step's Wiener deconvolution "
+                        "(pipelines.deconv; with --data the prepared set decides)")
+    p.add_argument("--init", default=None, help="start from the weights of this saved .keras model "
+                   "(a model with one input channel fewer is extended: the new channel's weights start at 0)")
     p.add_argument("--model-arch", choices=["highway", "pyramid"], default="highway",
                    help="highway: the design (valid convs, tiles); pyramid: multi-scale 1:7..1:56")
     p.add_argument("--model-pyramid-dims", type=_int_list, default=(16, 24, 32, 48))
@@ -212,6 +217,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if bool(args.data) == bool(args.synthetic):
         parser.error("give exactly one of --data DIR and --synthetic")
+    if args.data and args.physics != "none":
+        parser.error("--physics is for --synthetic; a prepared set has its channels already "
+                     "(python -m pipelines.prepare --physics)")
     config = TrainConfig.from_any(args)
     try:
         if config.logical_cpus:
@@ -453,7 +461,14 @@ def _initial_epoch(run_dir: Path) -> int:
 
 
 def _load_init(model, path):
-    """Copy the weights of a saved model into `model` (same architecture), with clear errors."""
+    """Copy the weights of a saved model into `model` (same architecture), with clear errors.
+
+    A saved model with fewer input channels (e.g. trained before the physics channel was added) is
+    extended: the kernels that read the input get zero weights for the new channels, so the
+    extended model starts out computing exactly what the saved one did. Returns a note on what
+    was extended ("" if nothing)."""
+    import numpy as np
+
     from .model import load_model, spec_of
 
     src = load_model(path)
@@ -461,9 +476,23 @@ def _load_init(model, path):
     keys = ("arch", "dim", "subdim", "refinements", "shared_width", "channels", "coarse_pathway",
             "coarse_refinements", "pyramid_dims", "pyramid_refinements")
     diff = {k: (getattr(a, k), getattr(b, k)) for k in keys if getattr(a, k) != getattr(b, k)}
-    if diff:
+    extend = set(diff) == {"channels"} and a.channels < b.channels
+    if diff and not extend:
         raise DataError(path, f"--init model has another architecture than this run: {diff} (saved, new)")
-    model.set_weights(src.get_weights())
+    weights, extended = [], 0
+    for w, target in zip(src.get_weights(), model.get_weights()):
+        if w.shape != target.shape:
+            # only a conv kernel's input axis may differ: (kh, kw, c_in, c_out)
+            if not (extend and w.ndim == 4 and w.shape[:2] + w.shape[3:] == target.shape[:2] + target.shape[3:]
+                    and w.shape[2] == a.channels and target.shape[2] == b.channels):
+                raise DataError(path, f"--init weights of shape {w.shape} do not fit {target.shape}")
+            pad = np.zeros(w.shape[:2] + (b.channels - a.channels,) + w.shape[3:], dtype=w.dtype)
+            w = np.concatenate([w, pad], axis=2)
+            extended += 1
+        weights.append(w)
+    model.set_weights(weights)
+    return (f"extended {extended} input kernel(s) from {a.channels} to {b.channels} channels "
+            "(new weights 0)") if extended else ""
 
 
 def _model_spec(config, input_size, channels):
@@ -509,7 +538,7 @@ def train(config) -> dict:
     from pipelines.preprocess import PreprocessConfig
     run_dir = Path(config.run_dir)
     if config.synthetic:
-        pre = PreprocessConfig()
+        pre = PreprocessConfig(physics=config.physics)
         spec = _model_spec(config, config.model_input_size, pre.channels)
         tset = None
         data_record = {"synthetic": True, "seed": config.seed, "preprocess": pre.to_dict()}
@@ -556,8 +585,8 @@ def train(config) -> dict:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
     if config.init and not state["resuming"]:  # a resumed run restores its own weights
-        _load_init(model, config.init)
-        _log(config, f"initial weights from {config.init}")
+        note = _load_init(model, config.init)
+        _log(config, f"initial weights from {config.init}" + (f"; {note}" if note else ""))
 
     sampler = None
     if config.step_weighting:

@@ -38,6 +38,7 @@ from scipy.signal import fftconvolve
 
 from pipelines import physics as P
 from pipelines.atomic import write_text_atomic
+from pipelines.deconv import _padded, disc_psf, wiener  # noqa: F401  (shared with the physics channel)
 from pipelines.errors import DataError
 from pipelines.hdc import find_calibration
 from pipelines.images import load_image
@@ -80,11 +81,6 @@ def to_unit(blurred, step: int, factor=FACTOR) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # the PSF
 # --------------------------------------------------------------------------------------------
-
-def disc_psf(step: int, factor=FACTOR) -> np.ndarray:
-    """The disc model of the step's PSF at 1:`factor` (sum 1)."""
-    return disc_kernel(P.step_physics(step)["radius"] / float(factor))
-
 
 def psf_from_shot(shot, radius: float, factor=FACTOR, radial: bool = True) -> np.ndarray:
     """The PSF at 1:`factor` from a PSF calibration shot (a small bright dot on the dark display,
@@ -212,24 +208,6 @@ def step_psf(data_root, step: int, source: str = "lsf", factor=FACTOR) -> tuple[
 # --------------------------------------------------------------------------------------------
 # deconvolution
 # --------------------------------------------------------------------------------------------
-
-def _padded(u: np.ndarray, psf: np.ndarray) -> tuple[np.ndarray, int]:
-    pad = 2 * (max(psf.shape) // 2) + 2
-    mode = "reflect" if pad < min(u.shape) else "edge"
-    return np.pad(u, pad, mode=mode), pad
-
-
-def wiener(u, psf, balance: float) -> np.ndarray:
-    """skimage Wiener-Hunt deconvolution (Laplacian regulariser, weight `balance`) of a 2-D image,
-    reflection-padded; no clipping."""
-    from skimage.restoration import wiener as sk_wiener
-
-    if not balance > 0:
-        raise ValueError(f"Wiener balance must be > 0, got {balance!r}")
-    p, pad = _padded(np.asarray(u, dtype=np.float64), psf)
-    d = sk_wiener(p, np.asarray(psf, dtype=np.float64), float(balance), clip=False)
-    return d[pad:-pad, pad:-pad].astype(np.float32)
-
 
 def richardson_lucy(u, psf, num_iter: int) -> np.ndarray:
     """skimage Richardson-Lucy deconvolution of a non-negative 2-D image (values below 1e-3 are

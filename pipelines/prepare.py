@@ -50,6 +50,7 @@ from tqdm import tqdm  # noqa: E402
 from . import physics as P  # noqa: E402
 from .atomic import write_text_atomic  # noqa: E402
 from .errors import DataError  # noqa: E402
+from .deconv import PHYSICS_CHANNELS  # noqa: E402
 from .hdc import find_samples  # noqa: E402
 from .shards import SHARD_DIR, file_sha256, read_shard, shard_name, write_manifest, write_shard  # noqa: E402
 from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
@@ -210,7 +211,8 @@ def _step_geometries(out: Path, steps, samples, cfg, pool, skip_bad) -> dict[int
 
 def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=0, in_size=110,
             out_size=52, registration=DEFAULT_REGISTRATION, registration_pairs=DEFAULT_REGISTRATION_PAIRS,
-            images_per_shard=16, skip_bad=False, overwrite=False, progress=True, preview=0) -> dict:
+            images_per_shard=16, skip_bad=False, overwrite=False, progress=True, preview=0,
+            physics="none") -> dict:
     """Prepare a sharded training set (module docstring); returns the manifest.
 
     `workers` processes (default: all cores) build the shards; `preview` > 0 also writes
@@ -220,7 +222,7 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
     out = Path(out)
     cfg = make_config(data, steps, factor=factor, val_fraction=val_fraction, seed=seed, in_size=in_size,
                       out_size=out_size, registration=registration, registration_pairs=registration_pairs,
-                      images_per_shard=images_per_shard)
+                      images_per_shard=images_per_shard, physics=physics)
     cfg_path = out / CONFIG_FILE
     if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg)):
         if not overwrite:
@@ -307,6 +309,8 @@ def main(argv=None) -> int:
     ap.add_argument("--registration-pairs", type=int, default=DEFAULT_REGISTRATION_PAIRS,
                     help="pairs per step whose median geometry --registration step applies")
     ap.add_argument("--images-per-shard", type=int, default=16)
+    ap.add_argument("--physics", choices=PHYSICS_CHANNELS, default="none",
+                    help="add the physics input channel: the step's Wiener deconvolution (pipelines.deconv)")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable pairs, list them in the manifest")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--preview", type=int, nargs="?", const=3, default=0, metavar="N",
@@ -327,7 +331,8 @@ def main(argv=None) -> int:
                     val_fraction=args.val_fraction, seed=args.seed, in_size=args.in_size,
                     out_size=args.out_size, registration=args.registration,
                     registration_pairs=args.registration_pairs, images_per_shard=args.images_per_shard,
-                    skip_bad=args.skip_bad, overwrite=args.overwrite, preview=args.preview)
+                    skip_bad=args.skip_bad, overwrite=args.overwrite, preview=args.preview,
+                    physics=args.physics)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, sparse
 
+from .deconv import PHYSICS_CHANNELS, physics_channel
+
 # Text-free border frame as fractions of (top, bottom, left, right). In full-size HDC2021 images
 # the text block spans x ~200-2070 of 2360 and y ~350-1210 of 1460 (left 8.5 %, right 12 %, top
 # 24 %, bottom 17 % free). The blurred camera spreads the text by the blur radius and shrinks the
@@ -410,6 +412,9 @@ class PreprocessConfig:
     seed: int = 0
     black_level: float = 0.5
     near_black_radius: float = 2.0
+    # "wiener": one more input channel, the step's Wiener deconvolution (pipelines.deconv)
+    physics: str = "none"
+    physics_balance: float = 0.003
 
     def __post_init__(self):
         _check_factor(self.factor)
@@ -424,15 +429,28 @@ class PreprocessConfig:
             raise ValueError(f"n_samples must be positive, got {self.n_samples!r}")
         object.__setattr__(self, "border", _check_border(self.border))
         object.__setattr__(self, "terms", _check_terms(self.terms))
+        if self.physics not in PHYSICS_CHANNELS:
+            raise ValueError(f"physics channel must be one of {PHYSICS_CHANNELS}, got {self.physics!r}")
+        if not float(self.physics_balance) > 0:
+            raise ValueError(f"physics_balance must be > 0, got {self.physics_balance!r}")
 
     @property
     def channels(self) -> int:
         """Number of input channels produced by `preprocess_blurred`."""
-        return 1 + len(self.median_widths)
+        return 1 + len(self.median_widths) + (self.physics != "none")
+
+    @property
+    def needs_step(self) -> bool:
+        """Whether the input depends on the blur step (the physics channel's PSF and contrast)."""
+        return self.physics != "none"
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (tuples as lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready dict (tuples as lists). Without a physics channel its two keys are left out, so
+        the records of sets and models made before it existed stay identical."""
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        if self.physics == "none":
+            del d["physics"], d["physics_balance"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":
@@ -457,23 +475,37 @@ def _resolve_config(config, overrides: dict) -> PreprocessConfig:
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
-def preprocess_blurred(image, config=None, *, factor=None, widths=None, vignetting=None) -> np.ndarray:
-    """Blurred full-size (or any-size) image -> (H, W, 1 + len(widths)) float32 network input:
-    downscale(factor) -> remove_vignetting(vignetting) -> median_channels(widths).
+def preprocess_blurred(image, config=None, *, step=None, factor=None, widths=None,
+                       vignetting=None) -> np.ndarray:
+    """Blurred full-size (or any-size) image -> (H, W, config.channels) float32 network input:
+    downscale(factor) -> remove_vignetting(vignetting) -> input_channels (median channels, and the
+    physics channel of blur `step` when the config has one).
 
     `config` is a PreprocessConfig (or its dict, or a bare factor); keyword arguments override it.
     """
     c = _resolve_config(config, {"factor": factor, "median_widths": widths, "vignetting": vignetting})
-    return preprocess_small(downscale(image, c.factor), c)
+    return preprocess_small(downscale(image, c.factor), c, step=step)
 
 
-def preprocess_small(small, config=None) -> np.ndarray:
+def preprocess_small(small, config=None, *, step=None) -> np.ndarray:
     """The stages of `preprocess_blurred` after down-scaling: an already down-scaled blurred image
-    -> remove_vignetting -> median_channels (what the synthetic stream feeds the network)."""
+    -> remove_vignetting -> input_channels (what the synthetic stream feeds the network)."""
     c = _resolve_config(config, {})
     corrected, _ = remove_vignetting(small, c.vignetting, terms=c.terms, border=c.border,
                                      n_samples=c.n_samples, discard=c.discard, seed=c.seed)
-    return median_channels(corrected, c.median_widths)
+    return input_channels(corrected, c, step)
+
+
+def input_channels(corrected, config: PreprocessConfig, step=None) -> np.ndarray:
+    """A vignetting-corrected 1:f image -> the network input: median_channels, then, if
+    config.physics is "wiener", the step's Wiener channel (`pipelines.deconv.physics_channel`)."""
+    channels = median_channels(corrected, config.median_widths)
+    if not config.needs_step:
+        return channels
+    if step is None:
+        raise ValueError(f"the {config.physics!r} input channel needs the blur step (0-19)")
+    phys = physics_channel(corrected, int(step), config.factor, config.physics_balance)
+    return np.concatenate([channels, phys[..., None]], axis=-1)
 
 
 def preprocess_sharp(sharp, config=None, *, factor=None, white_fraction=None) -> np.ndarray:

@@ -3,20 +3,53 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
-from scipy import ndimage, optimize
+import math
 
-from . import registration
+import numpy as np
+from scipy import ndimage, optimize, special
+
+from .physics import EDGE_FRACTION
+
+_EDGE_10_90_PER_SIGMA = 2.0 * 1.2815515655446004  # 10-90 % width of a Gaussian-blurred step / sigma
 
 
 def disc_kernel(radius: float, edge: float | None = None) -> np.ndarray:
-    """`registration.disc_kernel`, cached (a copy is returned, so callers may modify it)."""
-    return _disc_kernel(float(radius), None if edge is None else float(edge)).copy()
+    """Soft-edged pillbox (out-of-focus disc) kernel, normalised to sum 1; 2-D float64, odd size,
+    centred.
+
+    The profile is a flat disc of `radius` pixels whose edge is a Gaussian-blurred step with a
+    10-90 % width of `edge` pixels (default 0.17 * radius, `physics.EDGE_FRACTION`; 0 = hard disc).
+    Each pixel is the area average of the profile (5 x 5 sub-samples), so small radii (down-scaled
+    step 0: r = 3/7 px) stay accurate. Half-size = ceil(radius + 3 sigma + 1). Cached: a copy is
+    returned, so callers may modify it.
+    """
+    r = float(radius)
+    if not math.isfinite(r) or r < 0:
+        raise ValueError(f"disc radius must be a finite number >= 0, got {radius!r}")
+    e = EDGE_FRACTION * r if edge is None else float(edge)
+    if not math.isfinite(e) or e < 0:
+        raise ValueError(f"disc edge width must be a finite number >= 0, got {edge!r}")
+    return _disc_kernel(r, e).copy()
 
 
 @lru_cache(maxsize=64)  # the simulator asks for the same 20 discs thousands of times
-def _disc_kernel(radius: float, edge: float | None) -> np.ndarray:
-    return registration.disc_kernel(radius, edge)
+def _disc_kernel(r: float, e: float) -> np.ndarray:
+    sigma = e / _EDGE_10_90_PER_SIGMA
+    half = int(math.ceil(r + 3 * sigma + 1))
+    sub = 5
+    offs = (np.arange(sub) + 0.5) / sub - 0.5
+    g = (np.arange(-half, half + 1)[:, None] + offs[None, :]).ravel()  # sub-sampled axis
+    rho = np.hypot(g[:, None], g[None, :])
+    if sigma > 0:
+        prof = 0.5 * special.erfc((rho - r) / (sigma * math.sqrt(2.0)))
+    else:
+        prof = (rho <= r).astype(np.float64)
+    n = 2 * half + 1
+    k = prof.reshape(n, sub, n, sub).mean(axis=(1, 3))
+    if k.sum() <= 0:  # radius 0 with a hard edge and no sub-sample inside: a delta
+        k = np.zeros((n, n))
+        k[half, half] = 1.0
+    return k / k.sum()
 
 
 def _disc_lsf(x: np.ndarray, radius: float, width: float) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from . import physics as P
 from .errors import DataError
 from .hdc import load_pair
-from .preprocess import PreprocessConfig, binarise_target, downscale, median_channels, remove_vignetting
+from .preprocess import PreprocessConfig, binarise_target, downscale, input_channels, remove_vignetting
 from .registration import as_params, estimate_alignment, residual_misalignment, warp_to_blurred_frame
 from .shards import FORMAT_VERSION
 from .tiling import TileGrid
@@ -25,13 +25,14 @@ DEFAULT_REGISTRATION_PAIRS = 5
 
 def make_config(data, steps, *, factor=7, val_fraction=0.1, seed=0, in_size=110, out_size=52,
                 registration=DEFAULT_REGISTRATION, registration_pairs=DEFAULT_REGISTRATION_PAIRS,
-                images_per_shard=16) -> dict:
+                images_per_shard=16, physics="none") -> dict:
     """The configuration a prepared set is made with (stored in OUT/prepare_config.json and the
-    manifest; a re-run with another one is refused)."""
+    manifest; a re-run with another one is refused). `physics`: the optional physics input channel
+    (PreprocessConfig.physics)."""
     if registration not in REGISTRATION_MODES:
         raise ValueError(f"registration must be one of {REGISTRATION_MODES}, got {registration!r}")
     cfg = {"format": FORMAT_VERSION, "data": str(Path(data).resolve()), "steps": list(steps),
-           "preprocess": PreprocessConfig(factor=factor).to_dict(), "val_fraction": val_fraction,
+           "preprocess": PreprocessConfig(factor=factor, physics=physics).to_dict(), "val_fraction": val_fraction,
            "seed": seed, "in_size": in_size, "out_size": out_size, "registration": registration,
            "images_per_shard": images_per_shard}
     if registration == "step":  # only here, so configurations of the other modes stay as before
@@ -127,7 +128,7 @@ def pair_stages(sample, cfg: dict, geometry=None, images=None) -> dict:
     small = downscale(blurred, pre.factor)
     corrected, background = remove_vignetting(small, pre.vignetting, terms=pre.terms, border=pre.border,
                                               n_samples=pre.n_samples, discard=pre.discard, seed=pre.seed)
-    channels = median_channels(corrected, pre.median_widths)
+    channels = input_channels(corrected, pre, sample.step)
     sharp_small = downscale(sharp, pre.factor)
     target = binarise_target(sharp_small, pre.white_fraction, near_black_radius=pre.near_black_radius,
                              black_level=pre.black_level)

@@ -196,7 +196,7 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
     raster = render_text(text, font)
     sharp = sharp_small(raster, rng, f, noise)
     blurred = blurred_small(raster, step, rng, f, noise)
-    x = preprocess_small(blurred, config)
+    x = preprocess_small(blurred, config, step=step)
     y = target_small(sharp, step, config, blurred.shape)
     return SynthPair(x, y, step, font, text, blurred)
 
@@ -216,7 +216,7 @@ def full_path_pair(seed: int, index: int, step: int, font: str, stream: str = "c
     sharp = sharp_camera(raster, rng, noise)
     blurred = blurred_camera(raster, step, rng, noise)
     small = downscale(blurred, config.factor)
-    x = preprocess_blurred(blurred, config)
+    x = preprocess_blurred(blurred, config, step=step)
     y = target_small(downscale(sharp, config.factor), step, config, small.shape)
     return SynthPair(x, y, step, font, text, small)
 
@@ -294,7 +294,7 @@ def speed(n: int = 40, steps=tuple(range(P.N_STEPS)), seed: int = 0) -> dict:
         blurred = blurred_small(raster, step, rng)
         target_small(sharp, step, config, blurred.shape)
         t1 = time.perf_counter()
-        preprocess_small(blurred, config)
+        preprocess_small(blurred, config, step=step)
         t_pre += time.perf_counter() - t1
         t_phys += t1 - t0
     return {"pairs": n, "physics_pairs_s": n / t_phys, "input_pairs_s": n / (t_phys + t_pre),

@@ -92,6 +92,13 @@ def test_pair_stages_are_the_preprocessing_functions(sim_train):
     assert st["channels"].shape[:2] == st["registered"].shape == st["grid"].image_shape
     with pytest.raises(ValueError, match="step's geometry"):
         pair_stages(sample, make_config(sim_train, [5]), images=(sharp, blurred))
+    # with the physics channel: the same five channels plus the step's Wiener channel
+    cfg = make_config(sim_train, [5], registration="table", physics="wiener")
+    st6 = pair_stages(sample, cfg, images=(sharp, blurred))
+    pre = PreprocessConfig.from_dict(cfg["preprocess"])
+    assert pre.physics == "wiener" and st6["channels"].shape[-1] == 6
+    np.testing.assert_array_equal(st6["channels"], preprocess_blurred(blurred, pre, step=5))
+    np.testing.assert_array_equal(st6["channels"][..., :5], st["channels"])
 
 
 def test_workers_give_the_same_shards_and_preview(sim_train, tmp_path, monkeypatch):
