@@ -1,8 +1,11 @@
 """Plot a training run's curves: loss, val_loss and the validation loss of every step per epoch.
 
-    python -m deblur.history_plot RUN_DIR [--out RUN_DIR/history.png]
+    python -m deblur.history_plot RUN_DIR [RUN_DIR ...] [--out FIRST_RUN_DIR/history.png]
 
-Per-step curves show where the model is still learning and which steps it has given up on.
+Per-step curves show where the model is still learning and which steps it has given up on. Several
+run folders are the phases of one model (each started with --init from the one before): their
+epochs are drawn one after the other, a dashed line where a phase starts (phases may validate on
+different scenes, e.g. another --seed, so a jump there is not a change of the model).
 """
 from __future__ import annotations
 
@@ -22,16 +25,21 @@ def read_history(run_dir) -> list[dict]:
     return read_history_csv(path)
 
 
-def plot_history(run_dir, out=None) -> Path:
+def plot_history(run_dirs, out=None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_history(run_dir)
-    if not rows:
-        raise ValueError(f"{run_dir}: history.csv has no finished epoch yet")
-    out = Path(out) if out else Path(run_dir) / "history.png"
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    runs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    rows, starts = [], []
+    for run in runs:
+        part = read_history(run)
+        if not part:
+            raise ValueError(f"{run}: history.csv has no finished epoch yet")
+        starts.append(len(rows) + 0.5)
+        rows += part
+    out = Path(out) if out else Path(runs[0]) / "history.png"
+    epochs = list(range(1, len(rows) + 1))
     steps = sorted(int(k.removeprefix("val_loss_step")) for k in rows[0] if k.startswith("val_loss_step"))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot(epochs, [r.get("loss") for r in rows], label="train loss")
@@ -44,6 +52,9 @@ def plot_history(run_dir, out=None) -> Path:
                label=f"step {s}")
     b.set(xlabel="epoch", ylabel="val binary cross-entropy", title="validation loss per blur step")
     b.legend(fontsize=7, ncol=2)
+    for x in starts[1:]:
+        for ax in (a, b):
+            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
     fig.tight_layout()
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
@@ -53,7 +64,7 @@ def plot_history(run_dir, out=None) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dir", nargs="+", help="one run, or the phases of one model in order")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     try:

@@ -50,3 +50,8 @@ def test_history_plot_writes_a_png(run_dir, tmp_path):
     assert main([str(run_dir), "--out", str(tmp_path / "h.png")]) == 0
     assert Image.open(tmp_path / "h.png").size[0] > 500
     assert main([str(tmp_path / "nothing")]) == 2
+    # the phases of one model, one after the other
+    assert main([str(run_dir), str(run_dir), "--out", str(tmp_path / "phases.png")]) == 0
+    assert Image.open(tmp_path / "phases.png").size == Image.open(tmp_path / "h.png").size
+    assert main([str(run_dir), str(tmp_path / "nothing"), "--out", str(tmp_path / "bad.png")]) == 2
+    assert not (tmp_path / "bad.png").exists()
