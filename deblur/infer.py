@@ -45,6 +45,17 @@ def card_path(model_path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def run_preprocess(model_path) -> dict | None:
+    """The PreprocessConfig dict of the training run a checkpoint sits in (RUN/best.keras ->
+    RUN/config.json: the stream's settings, or the prepared set's manifest), None if not found."""
+    config_file = Path(model_path).parent / "config.json"
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
+
+
 def read_card(model_path) -> dict:
     """The model card (a JSON object) beside `model_path`, or {} if there is none."""
     from .model import ModelLoadError
@@ -160,7 +171,8 @@ class Deblurrer:
     @classmethod
     def from_file(cls, path=None, batch_size: int = 16, method: str = "auto") -> "Deblurrer":
         """Load a saved model (.keras) and its card (same stem, .json: "preprocess" holds the
-        PreprocessConfig it was trained with; defaults if absent). path None: the shipped default
+        PreprocessConfig it was trained with; without a card, a checkpoint's run directory's
+        config.json; defaults if neither). path None: the shipped default
         model `deblur/models/default.keras`. Raises ModelLoadError naming the file."""
         from .model import ModelLoadError, load_model
 
@@ -171,10 +183,13 @@ class Deblurrer:
         path = Path(path)
         model = load_model(path)
         card = read_card(path)
+        pre_dict, source = card.get("preprocess"), card_path(path)
+        if not pre_dict:  # a checkpoint inside its run directory: the run's own preprocessing
+            pre_dict, source = run_preprocess(path), path.parent / "config.json"
         try:
-            pre = PreprocessConfig.from_dict(card.get("preprocess") or {})
+            pre = PreprocessConfig.from_dict(pre_dict or {})
         except (TypeError, ValueError) as e:
-            raise ModelLoadError(card_path(path), f"bad \"preprocess\" settings: {e}") from None
+            raise ModelLoadError(source, f"bad \"preprocess\" settings: {e}") from None
         try:
             d = cls(model, pre, batch_size=batch_size, method=method)
         except ValueError as e:

@@ -125,6 +125,17 @@ def test_synthetic_training_with_the_physics_channel(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["data"]["preprocess"]["physics"] == "wiener"
     assert spec_of(load_model(run / "last.keras")).channels == 6
+    # a checkpoint without a card takes its run's preprocessing, physics channel included
+    from deblur.infer import Deblurrer
+    from deblur.model import ModelLoadError
+
+    d = Deblurrer.from_file(run / "last.keras")
+    assert d.preprocess.physics == "wiener" and d.preprocess.channels == 6
+    assert d.deblur_small(np.full((7 * 24, 7 * 32), 0.8, np.float32), 9).shape == (24, 32)
+    lone = tmp_path / "lone.keras"  # the same file outside its run: no way to know the channel
+    lone.write_bytes((run / "last.keras").read_bytes())
+    with pytest.raises(ModelLoadError, match="6 input channels"):
+        Deblurrer.from_file(lone)
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path), "--physics", "wiener", "--run-dir", str(run)])
 
