@@ -33,15 +33,19 @@ case "${1:-demo}" in
     demo) shift || true; exec .venv/bin/python -m eval.demo "$@" ;;
     test) shift || true; exec .venv/bin/python -m pytest "$@" ;;
     train-default)
-        # The exact recipe of the shipped model (its card, deblur/models/default.json, records the
-        # same). Training data seed 1; evaluation sets use seed 9001. Re-running resumes.
-        EPOCHS=${EPOCHS:-80}
-        .venv/bin/python -m pipelines.simulate --out data/sim-train --steps 0-9 --samples 50 --seed 1
-        .venv/bin/python -m pipelines.prepare --data data/sim-train --out data/prep168 --steps 0-9 \
-            --in-size 168 --out-size 110 --registration table --val-fraction 0.05 --seed 1
-        .venv/bin/python -m deblur.train --data data/prep168 --run-dir runs/default --steps 0-9 \
-            --epochs "$EPOCHS" --batch-size 16 --steps-per-epoch 50 --patience 10 --seed 1 \
-            --model-dim 16 --model-subdim 16
-        exec .venv/bin/python -m deblur.ship --run-dir runs/default --command "EPOCHS=$EPOCHS bash run.sh train-default" ;;
+        # The recipe of the shipped model (its card, deblur/models/default.json, records the same):
+        # the pyramid model on the synthetic stream, steps 0-19, in three phases, each from the best
+        # weights of the one before: 1) lr 10^-2.5, stream seed 1; 2) lr 10^-3, seed 2 (new scenes);
+        # 3) + the physics (Wiener) input channel, lr 10^-3, seed 2 (--init extends the input).
+        # Re-running resumes; EPOCHS1/2/3 bound the phases. To continue the shipped model elsewhere:
+        # --init deblur/models/default.keras with --physics wiener.
+        ARCH="--model-arch pyramid --model-pyramid-dims 16,24,32,48 --model-pyramid-refinements 1,2,3,4 --model-dim 16 --model-subdim 16"
+        COMMON="--synthetic --steps 0-19 --steps-per-epoch 50 --batch-size 4 --synth-val-per-step 3 --synth-workers 1 --step-weighting --patience 30"
+        .venv/bin/python -m deblur.train --run-dir runs/pyr $COMMON $ARCH --epochs "${EPOCHS1:-34}" --seed 1
+        .venv/bin/python -m deblur.train --run-dir runs/pyr2 $COMMON $ARCH --epochs "${EPOCHS2:-10}" --seed 2 \
+            --init runs/pyr/best.keras --lr 0.001
+        .venv/bin/python -m deblur.train --run-dir runs/abl-phys $COMMON $ARCH --epochs "${EPOCHS3:-40}" --seed 2 \
+            --init runs/pyr2/best.keras --lr 0.001 --physics wiener
+        exec .venv/bin/python -m deblur.ship --run-dir runs/abl-phys --command "bash run.sh train-default (phases of 34, 10 and 40 epochs; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default] [args...]" >&2; exit 2 ;;
 esac
