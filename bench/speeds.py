@@ -63,31 +63,52 @@ def bench_ocr(tmp: Path, n: int) -> float:
 
 
 def _model_config(model_path):
+    """(model file or None, its ModelSpec as a dict): the card's full spec, highway or pyramid."""
     from deblur.infer import DEFAULT_MODEL, read_card
 
     path = Path(model_path) if model_path else DEFAULT_MODEL
     card = read_card(path) if path.is_file() else {}
     m = card.get("model") or {"dim": 32, "subdim": 32, "refinements": 12, "shared_width": 5, "input_size": 110}
-    cfg = {k: m[k] for k in ("dim", "subdim", "refinements", "shared_width", "input_size")}
-    return path if path.is_file() else None, cfg
+    return path if path.is_file() else None, m
 
 
-def bench_training(cfg: dict, seconds: float) -> float:
+def bench_training(cfg: dict, seconds: float) -> tuple[float, str]:
+    """Training throughput of the configuration as it trains: 168 px tiles (batch 16) for the
+    valid-conv design, whole 1:7 frames from the synthetic stream (batch 4) for the pyramid."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from bench.train_bench import bench_config
+    from bench.train_bench import _timed
+    from deblur.model import ModelSpec, build_from_spec
 
-    return bench_config(tf, keras, np, cfg, "float32", 16, seconds)["train_tps"]
+    spec = ModelSpec.from_dict(cfg)
+    if spec.arch != "pyramid":
+        import tensorflow as tf
+
+        from bench.train_bench import bench_config
+
+        tile = {k: cfg[k] for k in ("dim", "subdim", "refinements", "shared_width", "input_size")}
+        return bench_config(tf, keras, np, tile, "float32", 16, seconds)["train_tps"], \
+            f"{tile['input_size']} px tiles, batch 16"
+    keras.utils.set_random_seed(0)
+    spec = ModelSpec.from_dict({**cfg, "input_size": None})
+    model = build_from_spec(spec)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    m = spec.size_multiple
+    h, w = (-(-n // m) * m for n in (1460 // 7, 2360 // 7))  # a 1:7 frame, padded as the stream pads
+    rng, batch = np.random.default_rng(0), 4
+    x = {"image": rng.random((batch, h, w, spec.channels), dtype=np.float32),
+         "step": rng.integers(0, 20, (batch, 1)).astype(np.float32)}
+    y = (rng.random((batch, h, w, 1)) > 0.5).astype(np.float32)
+    return batch / _timed(lambda: model.train_on_batch(x, y), seconds), f"whole {w} x {h} frames, batch 4"
 
 
 def bench_inference(model_path, cfg: dict, image, n: int) -> float:
     from bench.infer_bench import bench_deblurrer
     from deblur.infer import Deblurrer
-    from deblur.model import build_model
+    from deblur.model import ModelSpec, build_from_spec
 
-    d = Deblurrer.from_file(model_path) if model_path else Deblurrer(build_model(**cfg))
+    d = Deblurrer.from_file(model_path) if model_path else Deblurrer(build_from_spec(ModelSpec.from_dict(cfg)))
     return bench_deblurrer(d, image, STEP, n)[0]["total"]
 
 
@@ -127,8 +148,12 @@ def main(argv=None) -> int:
         row("prepare (--registration step)", bench_prepare(tmp), "pairs/s", "goal >= 7 (4000 pairs in 10 min)")
         row("OCR scorer", bench_ocr(tmp, args.ocr), "images/s", "official options, all cores")
     image = simulated_image(STEP)
-    model_note = f"{'shipped model' if model_path else 'random weights'}, dim {cfg['dim']}, {cfg['refinements']} refinements"
-    row("training", bench_training(cfg, args.seconds), "tiles/s", f"{cfg['input_size']} px tiles, float32, {model_note}")
+    arch = cfg.get("arch", "highway")
+    shape = (f"dims {'/'.join(map(str, cfg['pyramid_dims']))}" if arch == "pyramid"
+             else f"dim {cfg['dim']}, {cfg['refinements']} refinements")
+    model_note = f"{'shipped model' if model_path else 'random weights'}, {arch} {shape}"
+    tps, geometry = bench_training(cfg, args.seconds)
+    row("training", tps, "tiles/s", f"{geometry}, float32, {model_note}")
     row("inference (python -m deblur)", bench_inference(model_path, cfg, image, args.images), "s/image",
         f"{model_note}; goal < 1 s")
     for method in ("wiener", "rl"):

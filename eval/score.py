@@ -365,7 +365,9 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if "model-auto" in methods:
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
-    reused = {m: reusable_records(out, m, per_method[m]) for m in methods} if reuse else {}
+    # the model methods depend on --model, which per_image.csv does not record: always rescore them
+    reused = {m: reusable_records(out, m, per_method[m]) for m in methods
+              if not m.startswith("model")} if reuse else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:
         echo(f"reusing the scored images of {', '.join(reused)} from {out / 'per_image.csv'}")
@@ -412,7 +414,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="processes for deblurring and OCR (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--reuse", action="store_true",
-                    help="reuse the images and scores of methods already scored on the same images in --out")
+                    help="reuse the images and scores of the baselines already scored on the same images in --out "
+                         "(model methods are always rescored)")
     args = ap.parse_args(argv)
     try:
         steps = parse_steps(args.steps)
