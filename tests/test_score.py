@@ -221,3 +221,29 @@ def test_reuse_scores_only_the_new_methods(sim_eval, tmp_path, capsys, monkeypat
     scored.clear()
     assert S.main(args + ["--methods", "sharp,identity", "--reuse"]) == 0
     assert len(scored) == 2 and img.is_file()
+
+
+def test_reuse_always_rescores_the_model(sim_eval, tmp_path, monkeypatch):
+    """per_image.csv does not record which --model made the images: reusing them could pass off
+    one model's scores as another's."""
+    calls = []
+
+    class FakeDeblurrer:
+        max_step = 19
+
+        @classmethod
+        def from_file(cls, path):
+            return cls()
+
+        def deblur(self, image, step):
+            calls.append(step)
+            return image
+
+    monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"stand-in")
+    out = tmp_path / "out"
+    for _ in range(2):
+        S.evaluate(sim_eval, ["identity", "model"], [5], out, 1, 1, model=model, progress=False,
+                   echo=lambda *a: None, reuse=True)
+    assert len(calls) == 4  # 2 images, deblurred again on the second run
