@@ -34,10 +34,11 @@ case "${1:-demo}" in
     test) shift || true; exec .venv/bin/python -m pytest "$@" ;;
     train-default)
         # The recipe of the shipped model (its card, deblur/models/default.json, records the same):
-        # the pyramid model on the synthetic stream, steps 0-19, in three phases, each from the best
+        # the pyramid model on the synthetic stream, steps 0-19, in four phases, each from the best
         # weights of the one before: 1) lr 10^-2.5, stream seed 1; 2) lr 10^-3, seed 2 (new scenes);
-        # 3) + the physics (Wiener) input channel, lr 10^-3, seed 2 (--init extends the input).
-        # Re-running resumes; EPOCHS1/2/3 bound the phases. To continue the shipped model elsewhere:
+        # 3) + the physics (Wiener) input channel, lr 10^-3, seed 2 (--init extends the input);
+        # 4) lr 3*10^-4, seed 3 (new scenes).
+        # Re-running resumes; EPOCHS1/2/3/4 bound the phases. To continue the shipped model elsewhere:
         # --init deblur/models/default.keras with --physics wiener.
         ARCH="--model-arch pyramid --model-pyramid-dims 16,24,32,48 --model-pyramid-refinements 1,2,3,4 --model-dim 16 --model-subdim 16"
         COMMON="--synthetic --steps 0-19 --steps-per-epoch 50 --batch-size 4 --synth-val-per-step 3 --synth-workers 1 --step-weighting --patience 30"
@@ -46,6 +47,8 @@ case "${1:-demo}" in
             --init runs/pyr/best.keras --lr 0.001
         .venv/bin/python -m deblur.train --run-dir runs/abl-phys $COMMON $ARCH --epochs "${EPOCHS3:-40}" --seed 2 \
             --init runs/pyr2/best.keras --lr 0.001 --physics wiener
-        exec .venv/bin/python -m deblur.ship --run-dir runs/abl-phys --command "bash run.sh train-default (phases of 34, 10 and 40 epochs; 2-core CPU, no GPU)" ;;
+        .venv/bin/python -m deblur.train --run-dir runs/phys4 $COMMON $ARCH --epochs "${EPOCHS4:-24}" --seed 3 \
+            --init runs/abl-phys/best.keras --lr 0.0003 --physics wiener
+        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default] [args...]" >&2; exit 2 ;;
 esac
