@@ -365,9 +365,8 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if "model-auto" in methods:
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
-    # the model methods depend on --model, which per_image.csv does not record: always rescore them
-    reused = {m: reusable_records(out, m, per_method[m]) for m in methods
-              if not m.startswith("model")} if reuse else {}
+    # the methods in fns are loaded from --model, which per_image.csv does not record: always rescore them
+    reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:
         echo(f"reusing the scored images of {', '.join(reused)} from {out / 'per_image.csv'}")

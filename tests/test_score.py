@@ -173,21 +173,28 @@ def test_scoring_does_not_import_tensorflow(sim_eval, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(S.__file__).resolve().parents[1]))
 
 
-def test_model_beyond_its_steps_is_not_scored(sim_eval, tmp_path, monkeypatch):
+def _stand_in_model(monkeypatch, tmp_path, max_step, deblur):
+    """A model file and a stand-in `deblur.infer.Deblurrer` built for steps 0-max_step whose
+    deblur(image, step) is `deblur`."""
     class FakeDeblurrer:
-        max_step = 0
-
         @classmethod
         def from_file(cls, path):
             return cls()
 
-        def deblur(self, image, step):
-            assert step == 0 and image.dtype == np.float32
-            return image
-
+    FakeDeblurrer.max_step = max_step
+    FakeDeblurrer.deblur = staticmethod(deblur)
     monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
     model = tmp_path / "m.keras"
     model.write_bytes(b"stand-in")
+    return model
+
+
+def test_model_beyond_its_steps_is_not_scored(sim_eval, tmp_path, monkeypatch):
+    def deblur(image, step):
+        assert step == 0 and image.dtype == np.float32
+        return image
+
+    model = _stand_in_model(monkeypatch, tmp_path, 0, deblur)
     notes = []
     res = S.evaluate(sim_eval, ["identity", "model"], [0, 5], tmp_path / "out", 1, 1, model=model,
                      progress=False, echo=notes.append)
@@ -227,21 +234,7 @@ def test_reuse_always_rescores_the_model(sim_eval, tmp_path, monkeypatch):
     """per_image.csv does not record which --model made the images: reusing them could pass off
     one model's scores as another's."""
     calls = []
-
-    class FakeDeblurrer:
-        max_step = 19
-
-        @classmethod
-        def from_file(cls, path):
-            return cls()
-
-        def deblur(self, image, step):
-            calls.append(step)
-            return image
-
-    monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
-    model = tmp_path / "m.keras"
-    model.write_bytes(b"stand-in")
+    model = _stand_in_model(monkeypatch, tmp_path, 19, lambda image, step: calls.append(step) or image)
     out = tmp_path / "out"
     for _ in range(2):
         S.evaluate(sim_eval, ["identity", "model"], [5], out, 1, 1, model=model, progress=False,
