@@ -203,15 +203,13 @@ def aggregate_sanity(records) -> dict:
     return out
 
 
-def attach(rows, sanity: dict, methods) -> list[dict]:
+def attach(rows, sanity: dict, methods, ocr_fields) -> list[dict]:
     """The leaderboard rows with the sanity fields added (None where a step has no sanity image);
-    a (method, step) with sanity images but no text row gets a row of its own (OCR fields None)."""
-    from .score import ROW_FIELDS
-
+    a (method, step) with sanity images but no text row gets a row of its own (`ocr_fields` None)."""
     by = {(r["method"], r["step"]): dict(r) for r in rows}
     for key in sanity:
         if key not in by:
-            by[key] = {**{f: None for f in ROW_FIELDS}, "method": key[0], "step": key[1], "n": 0}
+            by[key] = {**{f: None for f in ocr_fields}, "method": key[0], "step": key[1], "n": 0}
     empty = {f: None for f in SANITY_FIELDS}
     order = {m: i for i, m in enumerate(methods)}
     merged = [{**r, **sanity.get(k, empty)} for k, r in by.items()]

@@ -430,7 +430,7 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     records = [r for m in methods for r in (reused[m] if m in reused else [r for r in records if r["method"] == m])]
     rows = aggregate(records)
     sanity_recs = run_sanity(methods, sanity_set, fns, out, data, model, params, n_workers, progress)
-    rows = attach(rows, aggregate_sanity(sanity_recs), methods) if sanity_set else rows
+    rows = attach(rows, aggregate_sanity(sanity_recs), methods, ROW_FIELDS) if sanity_set else rows
     best = summary(rows) if chosen else {}
     write_csv(out / "leaderboard.csv", rows, ROW_FIELDS + SANITY_FIELDS)
     if records:
