@@ -9,6 +9,8 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   identity  CAM02 (blurred) as is
   wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
   rl        Richardson-Lucy deconvolution at 1:7 (same)
+  wiener-reg  Wiener regularised for general images (eval.baselines.RegularisedWiener; the sanity check's
+            reference deconvolution: it passes it, the OCR-tuned wiener does not)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
   model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
 
@@ -57,7 +59,7 @@ from .sanity import (FLOOR, MEDIAN_MIN, SANITY_FIELDS, SanityScorer, aggregate_s
                      highest_sanity_step, highest_step_passed_with_sanity, sanity_records, select_sanity)
 
 PASS = 70
-METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
+METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto", "wiener-reg")
 FONTS = ("Times", "Verdana")
 ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
 
@@ -150,6 +152,9 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
     if name in ("wiener", "rl"):
         from .baselines import Baseline
         return Baseline(name, data_root, params)
+    if name == "wiener-reg":
+        from .baselines import RegularisedWiener
+        return RegularisedWiener(data_root)
     if name == "model":
         return ModelMethod(model)
     if name == "model-auto":
