@@ -25,7 +25,8 @@ text-only model's median by ~0.15 for nothing it did.
 A step passes when, over the step's photos, the median correlation is >= MEDIAN_MIN and none is
 below FLOOR (docs/sanity.md: the calibration and why). The QR target is reported, not judged.
 
-    python -m eval.sanity --compare-reference --data DIR [--steps 0-19]
+    python -m eval.sanity --compare-reference --data DIR [--steps 0-19]   # the reference, checked
+    python -m eval.sanity --sweep-balance 0.1,1,3,10,30 --data DIR        # wiener-reg's balance
 
 TensorFlow is never imported here.
 """
@@ -315,33 +316,68 @@ def compare_reference(data, steps=None) -> list[dict]:
     return rows
 
 
+def sweep_balance(data, balances, steps=None) -> list[dict]:
+    """Per step: median and minimum over the photos of wiener-reg (`eval.baselines.RegularisedWiener`)
+    at each balance, and of the blurred image itself (balance None)."""
+    from pipelines.images import load_image
+
+    from .baselines import RegularisedWiener
+
+    scorer = SanityScorer()
+    methods = {b: RegularisedWiener(data, b) for b in balances}
+    samples = [s for s in select_sanity(data, steps) if s.is_photo]
+    rows = []
+    for step in sorted({s.step for s in samples}):
+        values: dict = {None: []} | {b: [] for b in balances}
+        for s in (x for x in samples if x.step == step):
+            values[None].append(scorer(s, load_image(s.blurred, expect_shape=None)))
+            for b, m in methods.items():
+                values[b].append(scorer(s, m(s)))
+        rows.append({"step": step, **{b: step_verdict(v) for b, v in values.items()}})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.sanity", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare-reference", action="store_true",
                     help="simulated data: the CAM01 reference vs the noise-free scene, on the blurred images")
+    ap.add_argument("--sweep-balance", metavar="B1,B2,...",
+                    help="wiener-reg at these balances: median/min over the photos per step")
     ap.add_argument("--data", required=True, help="a simulated HDC2021 set with sanity photos")
     ap.add_argument("--steps", default="0-19")
     args = ap.parse_args(argv)
-    if not args.compare_reference:
-        ap.error("nothing to do: pass --compare-reference (the leaderboard scores: python -m eval.score --sanity-only)")
+    if not (args.compare_reference or args.sweep_balance):
+        ap.error("nothing to do: pass --compare-reference and/or --sweep-balance "
+                 "(the leaderboard's sanity columns: python -m eval.score --sanity-only)")
     try:
         steps = P.parse_steps(args.steps)
+        balances = [float(b) for b in args.sweep_balance.split(",")] if args.sweep_balance else []
+        if any(not b > 0 for b in balances):
+            raise ValueError("balances must be > 0")
     except ValueError as e:
         ap.error(str(e))
     from pipelines.errors import DataError
     try:
-        rows = compare_reference(args.data, set(steps))
+        rows = compare_reference(args.data, set(steps)) if args.compare_reference else None
+        sweep = sweep_balance(args.data, balances, set(steps)) if balances else None
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if not rows:
+    if not (rows or sweep):
         print(f"error: {args.data}: no sanity photos at steps {args.steps}", file=sys.stderr)
         return 1
-    print("| step | photos | blurred vs CAM01 reference (median) | blurred vs noise-free scene (median) "
-          "| largest difference |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['step']} | {r['n']} | {r['cam01']:.3f} | {r['scene']:.3f} | {r['max_abs_diff']:.3f} |")
+    if rows:
+        print("| step | photos | blurred vs CAM01 reference (median) | blurred vs noise-free scene (median) "
+              "| largest difference |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['step']} | {r['n']} | {r['cam01']:.3f} | {r['scene']:.3f} | {r['max_abs_diff']:.3f} |")
+    if sweep:
+        print("\nmedian/min over the photos, * = passes\n| step | blurred | "
+              + " | ".join(f"wiener-reg {b:g}" for b in balances) + " |\n" + "|---" * (len(balances) + 2) + "|")
+        for r in sweep:
+            cells = [f"{_f(r[b]['median'])}/{_f(r[b]['min'])}{'*' if r[b]['passed'] else ''}" for b in [None] + balances]
+            print(f"| {r['step']} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -412,7 +412,7 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
     # the methods in fns are loaded from --model, which per_image.csv does not record: always rescore them
-    reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse else {}
+    reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse and chosen else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:
         echo(f"reusing the scored images of {', '.join(reused)} from {out / 'per_image.csv'}")
@@ -435,7 +435,10 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     records = [r for m in methods for r in (reused[m] if m in reused else [r for r in records if r["method"] == m])]
     rows = aggregate(records)
     sanity_recs = run_sanity(methods, sanity_set, fns, out, data, model, params, n_workers, progress)
-    rows = attach(rows, aggregate_sanity(sanity_recs), methods, ROW_FIELDS) if sanity_set else rows
+    sanity_rows = aggregate_sanity(sanity_recs)
+    if chosen:  # the leaderboard's rows are the text rows: a step without text images gets none
+        sanity_rows = {k: v for k, v in sanity_rows.items() if k in {(r["method"], r["step"]) for r in rows}}
+    rows = attach(rows, sanity_rows, methods, ROW_FIELDS) if sanity_set else rows
     best = summary(rows) if chosen else {}
     write_csv(out / "leaderboard.csv", rows, ROW_FIELDS + SANITY_FIELDS)
     if records:
