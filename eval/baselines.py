@@ -26,7 +26,7 @@ that read text best (1e-4 to 3e-2) amplify the noise where the disc's spectrum i
 text contrast map divides a photo by a "background" fitted to its own border. `wiener-reg`
 (`RegularisedWiener`) is the same Wiener deconvolution regularised for general images: the plain
 1:7 image (no contrast map) divided by the camera's illumination measured on the text images of the
-step in the same folder (`eval.sanity.flat_field`: a photo's own border is scene, not background),
+step in the same folder (`flat_field`: a photo's own border is scene, not background),
 the step's LSF-measured disc, balance PHOTO_BALANCE (a plateau from 3 to 30 on the sanity photos),
 one global scale to [0, 1]. No single balance serves both: at PHOTO_BALANCE text stays blurred.
 
@@ -252,6 +252,24 @@ def deblur(blurred, step: int, method: str, value, psf, factor=FACTOR) -> np.nda
     return to_submission(deconvolve_small(to_unit(blurred, step, factor), psf, method, value), np.shape(blurred))
 
 
+def flat_field(folder, step: int, factor, count: int = 4):
+    """A camera's illumination at 1:`factor`: the mean of the vignetted white backgrounds fitted
+    (`pipelines.preprocess.estimate_background`) on up to `count` text images of `step` in `folder`
+    (of any step if it has none of this one); None if the folder has no text image. A photo's own
+    border is scene, not background: its illumination is measured on the text. (CAM01: the sanity
+    reference, eval.sanity; CAM02: wiener-reg.)"""
+    from pipelines.hdc import is_text_image, step_of
+    from pipelines.images import image_files
+    from pipelines.preprocess import estimate_background
+
+    texts = [p for p in image_files(folder) if is_text_image(p)]
+    texts = [p for p in texts if step_of(p) == int(step)] or texts
+    if not texts:
+        return None
+    fits = [estimate_background(downscale(load_image(p, expect_shape=None), factor)) for p in texts[:count]]
+    return np.mean(fits, axis=0).astype(np.float32)
+
+
 def regularised_wiener(blurred, psf, balance: float = PHOTO_BALANCE, factor=FACTOR, flat=None) -> np.ndarray:
     """Full-size blurred float image -> full-size uint8: Wiener deconvolution of the plain 1:`factor`
     image (no contrast map; divided by `flat`, the camera's illumination at 1:`factor`, if given)
@@ -275,8 +293,6 @@ class RegularisedWiener:
         self._flats: dict = {}
 
     def __call__(self, sample) -> np.ndarray:
-        from .sanity import flat_field
-
         psf, _ = step_psf(self.data_root, sample.step, "lsf")
         key = (str(Path(sample.blurred).parent), sample.step)
         if key not in self._flats:

@@ -85,16 +85,16 @@ def test_reference_on_simulated_data_matches_the_noise_free_scene(sim_eval):
 
 def test_flat_field_is_the_white_background(sim_eval):
     folder = sim_eval / "steps_0_to_4" / "CAM01_focused"
-    flat = Z.flat_field(folder, 0)
+    flat = Z.flat_field(folder, 0, Z.FACTOR)
     h, w = P.IMAGE_SHAPE
     assert flat.shape == (h // 8, w // 8)
     # the simulator's CAM01 white is 226 DN at the bottom centre, the top right corner darkest
     assert flat[-5, w // 16] == pytest.approx(226 / 255, abs=0.02)
     assert flat[2, -3] < flat[2, 2] < flat[-5, w // 16]
-    assert Z.flat_field(sim_eval / "steps_5_to_9" / "CAM01_focused", 3) is not None  # another step's text
+    assert Z.flat_field(sim_eval / "steps_5_to_9" / "CAM01_focused", 3, 8) is not None  # another step's text
     empty = folder.parent / "nothing"
     empty.mkdir(exist_ok=True)
-    assert Z.flat_field(empty, 0) is None
+    assert Z.flat_field(empty, 0, 8) is None
 
 
 def test_select_sanity_keeps_one_capture_per_step_and_name(sim_train):
