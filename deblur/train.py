@@ -78,6 +78,7 @@ class TrainConfig:
     synth_val_per_step: int = 4
     synth_tiles_per_image: int = 4
     nontext_fraction: float = 0.0
+    freeze_batchnorm: bool = False
     synth_val_nontext: int = 1
     physics: str = "none"
     init: str | None = None
@@ -183,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--synthetic: fraction of procedural non-text scenes (pipelines.nontext: dead leaves, "
                         "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
                         "so the network deblurs general images (the HDC2021 sanity check), not only text")
+    p.add_argument("--freeze-batchnorm", action="store_true",
+                   help="keep the BatchNormalization statistics of --init fixed (inference mode while training): "
+                        "fine-tuning on a new input mix (e.g. --nontext-fraction) with small batches otherwise "
+                        "moves the running statistics away from what the weights were trained with")
     p.add_argument("--synth-val-nontext", type=_nonneg_int, default=1,
                    help="non-text validation scenes per step (with --nontext-fraction > 0)")
     p.add_argument("--physics", choices=["none", "wiener"], default="none",
@@ -621,6 +626,10 @@ def train(config) -> dict:
     import contextlib
     with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
         model = build_from_spec(spec, dtype=policy)
+        if config.freeze_batchnorm:  # before compile: Keras 3 runs a non-trainable BN in inference mode
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
         optimizer = keras.optimizers.Adam(config.lr)
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
