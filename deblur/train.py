@@ -613,11 +613,13 @@ def _load_init(model, path, prepared: bool = False):
     extend = set(diff) == {"channels"} and a.channels < b.channels
     if diff and not extend:
         flags = {**{key: f"--model-{key.replace('_', '-')}" for key in keys}, "arch": "--model-arch",
-                 "channels": ("input channels (prepare the set with python -m pipelines.prepare --physics "
-                              f"{'wiener' if a.channels > b.channels else 'none'})") if prepared else "--physics"}
+                 "channels": "input channels" if prepared else "--physics"}
+        hint = ("prepare the set with python -m pipelines.prepare --physics "
+                f"{'wiener' if a.channels > b.channels else 'none'}" if prepared and "channels" in diff
+                else "leave these flags out to take the model's")
         raise DataError(path, "--init model has another architecture than this run: "
                               + "; ".join(f"{flags[k]}: model {v[0]}, this run {v[1]}" for k, v in diff.items())
-                              + " (leave the flags out to take the model's)")
+                              + f" ({hint})")
     weights, extended = [], 0
     for w, target in zip(src.get_weights(), model.get_weights()):
         if w.shape != target.shape:
