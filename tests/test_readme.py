@@ -225,12 +225,19 @@ def test_how_good_is_it(workspace):
 
 
 def test_train_ship_and_use(workspace):
+    """`python -m deblur.train --steps 0-19 --run-dir R` (here 1 epoch of 2 batches) builds the
+    architecture and input channels of the shipped model: the defaults are its recipe."""
+    from deblur.model import load_model, spec_of
+
     for argv in commands(_block("--run-dir runs/mine")):
         _run(argv, workspace)
     config = json.loads((workspace / "runs/mine/config.json").read_text())
     card = json.loads((ROOT / "deblur/models/default.json").read_text())
     assert config["model"] == card["model"] and config["data"]["preprocess"] == card["preprocess"]
-    assert (workspace / "models/mine.json").is_file() and any((workspace / "out/mine").glob("*.png"))
+    assert config["steps"] == list(range(20)) and config["args"]["step_weighting"] is True
+    assert spec_of(load_model(workspace / "models/mine.keras")) == spec_of(load_model(ROOT / "deblur/models/default.keras"))
+    assert json.loads((workspace / "models/mine.json").read_text())["preprocess"] == card["preprocess"]
+    assert any((workspace / "out/mine").glob("*.png"))
 
 
 def test_fine_tune_on_real_pairs(workspace):

@@ -1,4 +1,5 @@
-"""deblur.train's defaults are the shipped model's recipe; --init takes a model's architecture and
+"""deblur.train's defaults are the shipped model's recipe (tests/test_readme.py trains with them and
+compares the result with deblur/models/default.keras); --init takes a model's architecture and
 preprocessing from its card or run config; a flag that contradicts --init's model is named."""
 import json
 import subprocess
@@ -82,20 +83,6 @@ def test_init_from_a_checkpoint_reads_its_run_config(tmp_path):
     c = _config("--init", str(run / "best.keras"), "--physics", "wiener")  # adds the channel: allowed
     assert c.physics == "wiener"
     assert init_record(tmp_path / "nowhere.keras") == ({}, None)
-
-
-def test_the_recipe_command_builds_the_shipped_model(tmp_path):
-    """python -m deblur.train --steps 0-19 --run-dir R --epochs 1 --steps-per-epoch 2 (smaller
-    validation) trains the architecture and input channels of deblur/models/default.keras."""
-    from deblur.model import load_model, spec_of
-
-    run = tmp_path / "R"
-    assert main(["--steps", "0-19", "--run-dir", str(run), "--epochs", "1", "--steps-per-epoch", "2",
-                 "--synth-val-per-step", "1", "--synth-workers", "0", "--quiet"]) == 0
-    config = json.loads((run / "config.json").read_text())
-    assert config["model"] == CARD["model"] and config["data"]["preprocess"] == CARD["preprocess"]
-    assert spec_of(load_model(run / "last.keras")) == spec_of(load_model(DEFAULT))
-    assert config["args"]["step_weighting"] is True and config["args"]["batch_size"] == 4
 
 
 def test_a_set_without_the_physics_channel_cannot_continue_a_physics_model(sim_train, tmp_path):
