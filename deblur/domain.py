@@ -3,7 +3,7 @@ so an image of another size, or with text of another scale, deblurred at a fixed
 blobs; `auto` (`deblur.estimate`) measures the blur in the image itself and copes. `domain_warning`
 says so in one line (`python -m deblur` prints it per image when STEP is a number).
 
-Two cheap checks (~15 ms on a full-size image; no TensorFlow):
+Two cheap checks (~10 ms on a full-size image; no TensorFlow):
   * the size: each side within LO..HI of the camera's 2360 x 1460;
   * the text scale: the spacing of text lines, the strongest peak of the autocorrelation of the
     row profile of ink (1:7, vignetting divided out). HDC's three lines are ~285 px apart; blur

@@ -104,7 +104,7 @@ def as_unit_image(image) -> np.ndarray:
         planes = [as_unit_image(a[..., i]) for i in range(1 if a.shape[-1] <= 2 else 3)]  # dtype, range
         return planes[0] if len(planes) == 1 else (np.stack(planes, axis=-1) @ LUMA).astype(np.float32)
     if a.ndim != 2:
-        raise ValueError(f"expected a grayscale (h, w) or colour (h, w, 3|4) image, got shape {a.shape}")
+        raise ValueError(f"expected a 2-D grayscale (h, w) or a colour (h, w, 3|4) image, got shape {a.shape}")
     if a.dtype in (np.uint8, np.uint16):
         return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
     if not np.issubdtype(a.dtype, np.floating):
