@@ -341,8 +341,9 @@ class Deblurrer:
 
     def deblur(self, image, step) -> np.ndarray:
         """Blurred full-size image -> deblurred (h, w) float32 image in [0, 1], 1 = white paper.
-        `image`: gray (h, w) or colour (h, w, 3|4), uint8, uint16 or float in [0, 1], converted as
-        the command line converts files (`as_unit_image`). `step`: the blur step 0-19, or "auto" to
+        `image`: gray (h, w) or colour (h, w, 3|4), uint8, uint16 or float in [0, 1] (an array, or
+        anything np.asarray takes, e.g. a PIL image), converted as the command line converts files
+        (`as_unit_image`). `step`: the blur step 0-19, or "auto" to
         estimate it from the image (`last_estimate` holds the estimate). `timings["stitch"]`
         includes the up-scaling."""
         a = as_unit_image(image)

@@ -662,7 +662,7 @@ def train(config) -> dict:
 
     backend = keras.backend.backend()
     if config.synthetic and config.distribute != "none":
-        raise DataError(None, "--synthetic trains on one machine (--distribute none)")
+        raise DataError(None, "the synthetic stream (no --data) trains on one machine: --distribute needs --data")
     if backend != "tensorflow" and (not config.synthetic or config.distribute != "none"):
         raise DataError(None, f"the {backend} backend trains only with --synthetic (shards use tf.data)")
     strategy = None
