@@ -98,3 +98,17 @@ def test_a_set_without_the_physics_channel_cannot_continue_a_physics_model(sim_t
     assert r.returncode == 1, r.stdout + r.stderr
     assert "input channels: model 6, this run 5" in r.stderr, r.stderr
     assert "pipelines.prepare --physics wiener" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_defaults_follow_the_shipped_card_including_its_non_text_fraction(tmp_path, monkeypatch):
+    """A new shipped model's card (ship records its training settings) changes the defaults."""
+    from deblur import infer
+
+    card = {**CARD, "training": {**CARD["training"], "nontext_fraction": 0.25, "batch_size": 6}}
+    (tmp_path / "default.json").write_text(json.dumps(card))
+    monkeypatch.setattr(infer, "DEFAULT_MODEL", tmp_path / "default.keras")
+    c = _config()
+    assert (c.nontext_fraction, c.batch_size, c.model_arch) == (0.25, 6, "pyramid")
+    assert _config("--data", "D").nontext_fraction == 0.0  # a prepared set has no procedural scenes
+    assert _config("--nontext-fraction", "0.1").nontext_fraction == 0.1
+    assert "recipe 0.25" in " ".join(build_parser().format_help().split())
