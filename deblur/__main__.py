@@ -13,6 +13,10 @@ grayscale PNG per input with the same
 stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
 white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
 
+Warnings (stderr, one line each; the images are still written): a step outside the steps the
+model's card says it was trained on; with a numeric STEP, an image far from HDC2021's size or text
+scale (`deblur.domain`), for which `auto` is the better choice.
+
 Exit status: 0 all written; 1 some inputs could not be read or deblurred (each is reported with
 its path and the problem; the others are still written); 2 nothing was done: bad STEP, a model
 that cannot take the step or cannot be loaded, a missing or empty input folder.
@@ -60,11 +64,12 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _trained_steps(card: dict) -> set[int]:
-    """The steps the model card says the model was trained on (empty if it does not say)."""
-    tiles = ((card or {}).get("data") or {}).get("tiles") or {}
-    train = tiles.get("train") if isinstance(tiles, dict) else None
-    return {int(k) for k in train if str(k).isdigit()} if isinstance(train, dict) else set()
+def _steps_text(steps) -> str:
+    """0-19 for a run of steps, else 0,2,5."""
+    steps = sorted(steps)
+    if len(steps) > 1 and steps == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}-{steps[-1]}"
+    return ",".join(map(str, steps))
 
 
 def _print_estimates(estimated) -> None:
@@ -123,11 +128,15 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     model_name = deblurrer.source if deblurrer.source is not None else "(in memory)"
+    trained = deblurrer.trained_steps
     if step is None:
         from .estimate import estimate, folder_radii
 
         radii = folder_radii(str(in_dir.resolve()))
-        trained = _trained_steps(deblurrer.card)
+    elif deblurrer.outside_training(step):
+        print(f"warning: the model was trained on steps {_steps_text(trained)}; step {step} is outside them "
+              "(deblurring anyway)", file=sys.stderr)
+    from .domain import domain_warning
     estimated: list[tuple[Path, object]] = []  # (image, deblur.estimate.Estimate) with STEP auto
     at_step = "the estimated step of each image" if step is None else f"step {step}"
     print(f"deblurring {len(inputs)} images of {in_dir} at {at_step} with {model_name}; "
@@ -153,10 +162,14 @@ def main(argv=None) -> int:
                     raise DataError(path, f"estimated blur step {est.step} (radius {est.radius_px:.0f} px, "
                                           f"confidence {est.confidence:.2f}) is beyond the model's steps "
                                           f"0-{deblurrer.max_step}")
-                if trained and est.step not in trained:
+                if deblurrer.outside_training(est.step):
                     bar.write(f"warning: {path}: estimated blur step {est.step} is outside the steps the model "
-                              f"was trained on ({min(trained)}-{max(trained)}); deblurring anyway", file=sys.stderr)
+                              f"was trained on ({_steps_text(trained)}); deblurring anyway", file=sys.stderr)
                 image_step = est.step
+            else:
+                far = domain_warning(image)
+                if far:
+                    bar.write(f"warning: {path}: {far}", file=sys.stderr)
             t1e = time.perf_counter()
             result = deblurrer.deblur(image, image_step)
             t2 = time.perf_counter()

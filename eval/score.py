@@ -4,6 +4,8 @@ OCR scorer, per blur step.
     python -m eval.score --data DIR [--methods sharp,identity,wiener,rl,model] [--steps 0-19]
         [--model PATH] [--out out/score] [--samples N] [--workers N]
 
+Default methods: sharp, identity, wiener, rl and model (when the model file is there).
+
 Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50 columns white):
   sharp     CAM01 as is: the ceiling
   identity  CAM02 (blurred) as is
@@ -16,7 +18,9 @@ Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG imag
 (`pipelines.images.load_image`). `--samples N` takes the first N samples per font
 per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
 number of failures, mean character error rate, pass (score >= 70); per method the highest step
-passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails).
+passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails; "n/a
+(step 0 not scored)" on a subset that does not start at step 0). Steps outside those the model's
+card says it was trained on are scored and flagged with a * in the tables.
 
 Writes to --out: leaderboard.csv, leaderboard.json, per_image.csv, leaderboard.png (score vs step),
 montage.png (blurred, each method, sharp at three steps) and every output image under
@@ -49,6 +53,9 @@ from .samples import format_steps, image_path, select_samples
 
 PASS = 70
 METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
+DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")  # + model when its file exists
+NOT_SCORED = "n/a (step 0 not scored)"
+UNTRAINED = "*"  # marks a step outside the steps the model was trained on
 FONTS = ("Times", "Verdana")
 ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
 
@@ -65,6 +72,12 @@ def check_model(path=None) -> Path:
             " (no default model shipped yet: train one with deblur.train and pass --model PATH)"
             if path is None else ""))
     return target
+
+
+def default_methods(model=None) -> list[str]:
+    """sharp, identity, wiener, rl, plus model when the model file (default: the shipped one) exists."""
+    target = Path(model) if model is not None else DEFAULT_MODEL
+    return list(DEFAULT_METHODS) + (["model"] if target.is_file() else [])
 
 
 def parse_methods(text: str) -> list[str]:
@@ -102,6 +115,11 @@ class ModelMethod:
         """Whether the model was built for this step (a model trained on steps 0-9 is not scored
         beyond: those steps count as not passed)."""
         return int(step) <= self.max_step
+
+    def outside_training(self, step: int) -> bool:
+        """Whether the model's card says it was trained on other steps (flagged in the tables)."""
+        check = getattr(self.deblurrer, "outside_training", None)
+        return bool(check(step)) if callable(check) else False
 
     def __call__(self, sample) -> np.ndarray:
         # the loader's float [0, 1] (any format); for a uint16 TIFF it is exactly the uint16 / 65535
@@ -224,14 +242,22 @@ def official_score_of(record) -> int:
     return 0 if record["score"] is None else int(record["score"])
 
 
-def highest_step_passed(rows, method) -> int:
-    """Challenge rule: every step from 0 up to it passed (-1 if step 0 fails or is missing)."""
+def highest_step_passed(rows, method) -> int | None:
+    """Challenge rule: every step from 0 up to it passed (-1 if step 0 fails or the method has no
+    rows; None if the method was scored, but not at step 0: a subset cannot tell)."""
+    mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"])
+    if mine and mine[0]["step"] != 0:
+        return None
     best = -1
-    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"]):
+    for r in mine:
         if r["step"] != best + 1 or r["score"] < PASS:
             break
         best = r["step"]
     return best
+
+
+def format_highest(value) -> str:
+    return NOT_SCORED if value is None else str(value)
 
 
 def summary(rows) -> dict:
@@ -259,7 +285,8 @@ def format_table(rows) -> str:
     lines = [f"{head[0]:<9} {head[1]:>4} {head[2]:>3} {head[3]:>6} {head[4]:>6} {head[5]:>7} "
              f"{head[6]:>4} {head[7]:>6} {head[8]:>4}"]
     for r in rows:
-        lines.append(f"{r['method']:<9} {r['step']:>4} {r['n']:>3} {_fmt(r['score']):>6} "
+        step = f"{r['step']}{UNTRAINED if r.get('untrained') else ''}"
+        lines.append(f"{r['method']:<9} {step:>4} {r['n']:>3} {_fmt(r['score']):>6} "
                      f"{_fmt(r['score_times']):>6} {_fmt(r['score_verdana']):>7} {r['failures']:>4} "
                      f"{_fmt(r['cer'], 3):>6} {_fmt(r['passed']):>4}")
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -268,11 +295,16 @@ def format_table(rows) -> str:
     lines += ["", "mean official score per step:",
               f"{'step':>4} " + " ".join(f"{m:>9}" for m in methods)]
     for s in steps:
-        lines.append(f"{s:>4} " + " ".join(f"{_fmt(by[(m, s)]['score']) if (m, s) in by else '-':>9}"
-                                            for m in methods))
+        lines.append(f"{s:>4} " + " ".join(f"{_cell(by.get((m, s)), _fmt):>9}" for m in methods))
     lines.append("highest step passed (every step from 0 up to it >= 70): "
-                 + ", ".join(f"{m} {highest_step_passed(rows, m)}" for m in methods))
+                 + ", ".join(f"{m} {format_highest(highest_step_passed(rows, m))}" for m in methods))
+    if any(r.get("untrained") for r in rows):
+        lines.append(f"{UNTRAINED} outside the steps the model was trained on (its card)")
     return "\n".join(lines)
+
+
+def _cell(row, fmt) -> str:
+    return "-" if row is None else fmt(row["score"]) + (UNTRAINED if row.get("untrained") else "")
 
 
 def markdown_table(rows) -> str:
@@ -283,8 +315,8 @@ def markdown_table(rows) -> str:
     out = ["| step | " + " | ".join(map(str, steps)) + " | highest passed |",
            "|---" * (len(steps) + 2) + "|"]
     for m in methods:
-        cells = [f"{by[(m, s)]['score']:.0f}" if (m, s) in by else "-" for s in steps]
-        out.append(f"| {m} | " + " | ".join(cells) + f" | {highest_step_passed(rows, m)} |")
+        cells = [_cell(by.get((m, s)), lambda v: f"{v:.0f}") for s in steps]
+        out.append(f"| {m} | " + " | ".join(cells) + f" | {format_highest(highest_step_passed(rows, m))} |")
     return "\n".join(out)
 
 
@@ -305,7 +337,7 @@ def plot(rows, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for method in dict.fromkeys(r["method"] for r in rows):
         pts = sorted((r["step"], r["score"]) for r in rows if r["method"] == method)
-        ax.plot(*zip(*pts), marker="o", ms=4, label=f"{method} ({highest_step_passed(rows, method)})")
+        ax.plot(*zip(*pts), marker="o", ms=4, label=f"{method} ({format_highest(highest_step_passed(rows, method))})")
     ax.axhline(PASS, color="gray", ls="--", lw=1, label="pass (70)")
     steps = sorted({r["step"] for r in rows})
     ax.set(xlabel="blur step", ylabel="mean official OCR score", ylim=(-2, 102),
@@ -388,6 +420,15 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
                             "blurred": str(s.blurred)})
     records = [r for m in methods for r in (reused[m] if m in reused else [r for r in records if r["method"] == m])]
     rows = aggregate(records)
+    untrained = {m: sorted({r["step"] for r in rows if r["method"] == m and fn.outside_training(r["step"])})
+                 for m, fn in fns.items()}
+    for r in rows:
+        if r["step"] in untrained.get(r["method"], ()):
+            r["untrained"] = True
+    for m, steps_out in untrained.items():
+        if steps_out:
+            echo(f"note: {m}: step(s) {format_steps(steps_out)} are outside the steps the model was trained on "
+                 f"(flagged {UNTRAINED})")
     best = summary(rows)
     write_csv(out / "leaderboard.csv", rows, ROW_FIELDS)
     write_csv(out / "per_image.csv", records, list(records[0]))
@@ -404,8 +445,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="HDC2021 data (training or evaluation layout)")
-    ap.add_argument("--methods", default="sharp,identity,wiener,rl",
-                    help=f"comma-separated, from {','.join(METHODS)} (default: %(default)s)")
+    ap.add_argument("--methods", default=None,
+                    help=f"comma-separated, from {','.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}, "
+                         "and model when its file exists)")
     ap.add_argument("--steps", default="0-19")
     ap.add_argument("--model", type=Path, default=None, help="a .keras model (default: the shipped one)")
     ap.add_argument("--out", type=Path, default=Path("out/score"))
@@ -418,7 +460,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         steps = parse_steps(args.steps)
-        methods = parse_methods(args.methods)
+        methods = parse_methods(args.methods) if args.methods else default_methods(args.model)
     except ValueError as e:
         ap.error(str(e))
     if args.samples is not None and args.samples < 1:

@@ -119,6 +119,15 @@ def _to_unit_gray(path: Path, data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32) / full
 
 
+def to_unit_gray(data: np.ndarray) -> np.ndarray:
+    """An 8/16-bit gray or colour array -> (h, w) float32 in [0, 1], converted as `load_image`
+    converts files (for images already in memory, e.g. `deblur.infer.Deblurrer.deblur`)."""
+    try:
+        return _to_unit_gray(Path("image"), np.asarray(data))
+    except DataError as e:
+        raise ValueError(e.problem) from None
+
+
 def load_image(path, expect_shape: tuple[int, int] | None = IMAGE_SHAPE) -> np.ndarray:
     """Load a TIFF, PNG or JPEG image as (h, w) float32 in [0, 1] (module docstring for the rules);
     `expect_shape` (h, w), None for any size. DataError naming the file for anything else."""

@@ -48,7 +48,7 @@ def test_highest_step_passed_edge_cases():
     assert S.highest_step_passed(_rows([90, 80, 70, 69.9, 95]), "m") == 2   # 70 passes, 69.9 not
     assert S.highest_step_passed(_rows([60, 90]), "m") == -1                 # step 0 fails
     assert S.highest_step_passed(_rows([100] * 20), "m") == 19
-    assert S.highest_step_passed(_rows([90, 90], start=1), "m") == -1        # step 0 not scored
+    assert S.highest_step_passed(_rows([90, 90], start=1), "m") is None      # step 0 not scored: n/a
     gap = [r for r in _rows([90, 90, 90]) if r["step"] != 1]
     assert S.highest_step_passed(gap, "m") == 0                              # a missing step stops it
     assert S.highest_step_passed(_rows([90]), "other") == -1
@@ -93,7 +93,8 @@ def test_cli_on_a_simulated_evaluation_tree(sim_eval, tmp_path, capsys):
     assert sharp["score_times"] != "" and sharp["score_verdana"] != ""
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["methods"] == ["sharp", "identity", "wiener"] and data["steps"] == [5]
-    assert data["highest_step_passed"]["sharp"] == -1  # step 0 was not scored
+    assert data["highest_step_passed"]["sharp"] is None  # step 0 was not scored: n/a
+    assert "sharp n/a (step 0 not scored)" in text
     for name in ("leaderboard.png", "montage.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "montage.png").stat().st_size < 2_000_000
