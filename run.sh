@@ -49,6 +49,6 @@ case "${1:-demo}" in
             --init runs/pyr2/best.keras --lr 0.001 --physics wiener
         .venv/bin/python -m deblur.train --run-dir runs/phys4 $COMMON $ARCH --epochs "${EPOCHS4:-24}" --seed 3 \
             --init runs/abl-phys/best.keras --lr 0.0003 --physics wiener
-        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
+        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --replace-default --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default] [args...]" >&2; exit 2 ;;
 esac

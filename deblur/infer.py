@@ -24,11 +24,13 @@ TensorFlow / Keras are imported lazily, inside functions: `import deblur.infer` 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.errors import DataError
 from pipelines.physics import N_STEPS, check_step
 from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale
 from pipelines.tiling import TileGrid
@@ -38,6 +40,7 @@ METHODS = ("auto", "tiled", "full")
 # Above this many padded input pixels the whole-image path falls back to tiles (memory: the
 # activations of a 32-channel layer cost 128 bytes per pixel). HDC images at 1:7 are ~0.1 Mpx.
 FULL_MAX_PIXELS = 4_000_000
+MIN_SIDE_SMALL = 8  # px per side at the preprocessing scale: smaller leaves no background to fit
 
 
 def card_path(model_path) -> Path:
@@ -206,6 +209,13 @@ class Deblurrer:
                              f"step {step}")
         return step
 
+    def check_size(self, shape) -> None:
+        """DataError (a ValueError) naming the image's size if it is too small to deblur."""
+        need = int(math.ceil(MIN_SIDE_SMALL * self.preprocess.factor))
+        if min(shape[:2]) < need:
+            raise DataError(None, f"image of {shape[1]} x {shape[0]} px (w x h) is too small to deblur: "
+                                  f"at least {need} px per side ({MIN_SIDE_SMALL} at 1:{self.preprocess.factor:g})")
+
     # ------------------------------------------------------------------ stages
     def _use_full(self, shape) -> bool:
         if self.method == "tiled" or self._spec is None or self._spec.coarse_pathway:
@@ -287,6 +297,7 @@ class Deblurrer:
     def _deblur_unit_small(self, a: np.ndarray, step) -> np.ndarray:
         # `a` is already checked by as_unit_image
         step = self.check_step(step)
+        self.check_size(a.shape)
         self.timings = {}
         t0 = time.perf_counter()
         x = preprocess_blurred(a, self.preprocess, step=step)
