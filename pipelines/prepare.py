@@ -9,10 +9,11 @@ target registered into the blurred camera's frame; overlapping tiles (geometry f
 input and output sizes). Shards go to OUT/shards (see pipelines/shards.py), one per (step, split,
 chunk of images); the split is by sample, never by tile. Shards are written atomically, each with
 its record (shards/NAME.json: images, skipped pairs, registration), so a re-run skips finished
-ones and its manifest still covers every pair. A changed configuration, or a changed list of input
-files (OUT/prepare_inputs.json: names, sizes and modification times), refuses to mix with old
-shards unless --overwrite is given (which starts over). The options and the data are checked
-before anything is written; Ctrl-C leaves only complete shards and says how many.
+ones and its manifest still covers every pair (a shard without its record is made again). A
+changed configuration, or a changed list of input files (OUT/prepare_inputs.json: names, sizes
+and modification times), refuses to mix with old shards unless --overwrite is given (which starts
+over). The options and the data are checked before anything is written; Ctrl-C leaves only
+complete shards and says how many.
 
 Registration (CAM01 -> CAM02 geometry, pipelines.registration):
   step   (default) estimated on --registration-pairs pairs of each step (spread over the step's
@@ -306,10 +307,8 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
         raise DataError(where, f"{changed}; use --overwrite to start over or choose another --out")
     if changed:
         shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+    if changed or old_inputs is None:  # a step geometry of other (or unknown) inputs
         (out / STEP_REGISTRATION_FILE).unlink(missing_ok=True)
-    elif has_shards and old_inputs is None:
-        print(f"note: {out} holds no list of its input files (made by an older version): its shards are "
-              "reused as they are; --overwrite starts over", file=sys.stderr)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg_path, json.dumps(cfg, indent=2, sort_keys=True))
     write_text_atomic(inputs_path, json.dumps(listing))

@@ -322,22 +322,22 @@ def test_prepare_checks_its_options_before_writing(tiny, tmp_path, option, value
     assert not out.exists() and snapshot(tiny) == before
 
 
-def test_an_output_that_is_a_file(tiny, shard_set, blurred, tmp_path):
+@pytest.mark.parametrize("command", ["prepare", "score", "train", "deblur"])
+def test_an_output_that_is_a_file(tiny, shard_set, blurred, tmp_path, command):
     f = tmp_path / "file"
     f.write_text("mine")
     d = tmp_path / "in"
     d.mkdir()
     shutil.copy(blurred, d / "a.tif")
-    cases = [
-        (("pipelines.prepare", "--data", tiny, "--out", f, "--steps", "5"), 1, "--out"),
-        (("eval.score", "--data", tiny, "--methods", "identity", "--steps", "5", "--out", f), 1, "--out"),
-        (("deblur.train", "--data", shard_set, "--run-dir", f, "--steps", "0"), 2, "--run-dir"),
+    args, code, flag = {
+        "prepare": (("pipelines.prepare", "--data", tiny, "--out", f, "--steps", "5"), 1, "--out"),
+        "score": (("eval.score", "--data", tiny, "--methods", "identity", "--steps", "5", "--out", f), 1, "--out"),
+        "train": (("deblur.train", "--data", shard_set, "--run-dir", f, "--steps", "0"), 2, "--run-dir"),
         # the output folder is checked before the model is loaded: a missing model is not reached
-        (("deblur", d, f, "5", "--model", tmp_path / "missing.keras"), 2, "output folder"),
-    ]
-    for args, code, flag in cases:
-        fails(run(*args), code, str(f), flag)
-        assert f.read_text() == "mine"
+        "deblur": (("deblur", d, f, "5", "--model", tmp_path / "missing.keras"), 2, "output folder"),
+    }[command]
+    fails(run(*args), code, str(f), flag)
+    assert f.read_text() == "mine"
 
 
 # --------------------------------------------------------------------------------------------
