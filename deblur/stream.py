@@ -24,8 +24,8 @@ from pipelines.synth import pair_rng, synth_pair
 
 
 def _make_image(job):
-    seed, index, steps, weights, stream, preprocess = job
-    p = synth_pair(seed, index, steps, weights, stream=stream, config=preprocess)
+    seed, index, steps, weights, stream, preprocess, nontext = job
+    p = synth_pair(seed, index, steps, weights, stream=stream, config=preprocess, nontext=nontext)
     return p.x, p.y, p.step
 
 
@@ -33,8 +33,9 @@ class ImageSource:
     """synth_pair images by index, made ahead in `workers` processes (0 = in this process)."""
 
     def __init__(self, seed: int, steps, weights=None, preprocess=None, workers: int = 1,
-                 lookahead: int = 16, stream: str = "train"):
+                 lookahead: int = 16, stream: str = "train", nontext: float = 0.0):
         self.seed, self.steps, self.weights, self.stream = int(seed), list(steps), weights, stream
+        self.nontext = float(nontext)
         self.preprocess, self.workers, self.lookahead = preprocess, int(workers), int(lookahead)
         self._pool = None
         self._pending: dict = {}
@@ -42,7 +43,7 @@ class ImageSource:
 
     def _job(self, index):
         w = None if self.weights is None else list(self.weights)
-        return (self.seed, index, self.steps, w, self.stream, self.preprocess)
+        return (self.seed, index, self.steps, w, self.stream, self.preprocess, self.nontext)
 
     def get(self, index: int):
         if index in self._cache:
@@ -104,14 +105,19 @@ def make_sample(source: ImageSource, sample: int, geometry: dict):
 
 
 def stack(samples):
-    xs, ys, steps = zip(*samples)
-    return ({"image": np.stack(xs).astype(np.float32),
-             "step": np.array(steps, dtype=np.float32).reshape(-1, 1)},
-            np.stack(ys)[..., None].astype(np.float32))
+    """Samples (x, y, step[, nontext]) -> a batch; validation batches also carry "nontext" (0/1)
+    per sample, which the validation callback takes out before calling the model."""
+    xs, ys, steps = zip(*[s[:3] for s in samples])
+    inputs = {"image": np.stack(xs).astype(np.float32),
+              "step": np.array(steps, dtype=np.float32).reshape(-1, 1)}
+    if len(samples[0]) > 3:
+        inputs["nontext"] = np.array([s[3] for s in samples], dtype=np.float32)
+    return inputs, np.stack(ys)[..., None].astype(np.float32)
 
 
 def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int, geometry: dict,
-                      preprocess=None, workers: int = 1, weights=None, initial_epoch: int = 0):
+                      preprocess=None, workers: int = 1, weights=None, initial_epoch: int = 0,
+                      nontext: float = 0.0):
     """A keras.utils.PyDataset of synthetic batches (module docstring)."""
     import keras
 
@@ -119,7 +125,8 @@ def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int,
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
             self.source = ImageSource(seed, steps, weights, preprocess, workers,
-                                      lookahead=max(4, 2 * batch_size // geometry.get("tiles_per_image", 1)))
+                                      lookahead=max(4, 2 * batch_size // geometry.get("tiles_per_image", 1)),
+                                      nontext=nontext)
             self.epoch = int(initial_epoch)
 
         def __len__(self):
@@ -139,20 +146,24 @@ def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int,
     return SyntheticBatches()
 
 
-def validation_batches(seed: int, steps, per_step: int, geometry: dict, batch_size: int, preprocess=None):
-    """Fixed validation batches: `per_step` scenes of each step from the "val" stream (whole images
-    for pyramid models, every output tile of the image for valid-conv models)."""
+def validation_batches(seed: int, steps, per_step: int, geometry: dict, batch_size: int, preprocess=None,
+                       nontext_per_step: int = 0):
+    """Fixed validation batches: `per_step` text scenes and `nontext_per_step` non-text scenes of
+    each step from the "val" stream (whole images for pyramid models, every output tile of the
+    image for valid-conv models); each sample is marked text (0) or non-text (1)."""
     from pipelines.tiling import TileGrid
 
     samples = []
     for step in steps:
-        for i in range(per_step):
-            p = synth_pair(seed, step * 100_000 + i, step=step, stream="val", config=preprocess)
+        for i in range(per_step + nontext_per_step):
+            kind = "text" if i < per_step else "nontext"
+            p = synth_pair(seed, step * 100_000 + i, step=step, stream="val", config=preprocess, kind=kind)
+            flag = float(kind != "text")
             if geometry["kind"] == "image":
                 x, y = crop_image(p.x, p.y, geometry["multiple"])
-                samples.append((x, y, step))
+                samples.append((x, y, step, flag))
             else:
                 grid = TileGrid.for_image(p.x.shape, geometry["in_size"], geometry["out_size"])
                 for tx, ty in zip(grid.extract(p.x), grid.extract_windows(p.y)):
-                    samples.append((tx, ty, step))
+                    samples.append((tx, ty, step, flag))
     return [stack(samples[i:i + batch_size]) for i in range(0, len(samples), batch_size)]

@@ -77,6 +77,8 @@ class TrainConfig:
     synth_workers: int = 1
     synth_val_per_step: int = 4
     synth_tiles_per_image: int = 4
+    nontext_fraction: float = 0.0
+    synth_val_nontext: int = 1
     physics: str = "none"
     init: str | None = None
     seed: int = 0
@@ -146,6 +148,16 @@ def _int_list(text):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
 
 
+def _fraction_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
+    return v
+
+
 def _nonneg_int(text):
     try:
         v = int(text)
@@ -167,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synth-val-per-step", type=_pos_int, default=4, help="validation scenes per step")
     p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
                    help="random tiles cut from each synthetic scene (valid-conv models)")
+    p.add_argument("--nontext-fraction", type=_fraction_arg, default=0.0,
+                   help="--synthetic: fraction of procedural non-text scenes (pipelines.nontext: dead leaves, "
+                        "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
+                        "so the network deblurs general images (the HDC2021 sanity check), not only text")
+    p.add_argument("--synth-val-nontext", type=_nonneg_int, default=1,
+                   help="non-text validation scenes per step (with --nontext-fraction > 0)")
     p.add_argument("--physics", choices=["none", "wiener"], default="none",
                    help="with --synthetic: add the physics input channel, the step's Wiener deconvolution "
                         "(pipelines.deconv; with --data the prepared set decides)")
@@ -217,6 +235,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if bool(args.data) == bool(args.synthetic):
         parser.error("give exactly one of --data DIR and --synthetic")
+    if args.data and args.nontext_fraction > 0:
+        parser.error("--nontext-fraction is for --synthetic (the procedural scenes are made on the fly)")
     if args.data and args.physics != "none":
         parser.error("--physics is for --synthetic; a prepared set has its channels already "
                      "(python -m pipelines.prepare --physics)")
@@ -328,6 +348,12 @@ def batch_bce(y, p, eps: float = 1e-7):
     return loss.reshape(len(loss), -1).mean(axis=1)
 
 
+def batch_entropy(y, eps: float = 1e-7):
+    """Per-sample mean binary entropy of soft targets: the floor of their cross-entropy, so
+    bce - entropy (the KL divergence, "excess loss") is what a model can still gain."""
+    return batch_bce(y, y, eps)
+
+
 def _callback_classes():
     import keras
     import numpy as np
@@ -348,19 +374,30 @@ def _callback_classes():
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            sums, counts = {}, {}
+            sums, counts, excess = {}, {}, {}
+            kinds = {0.0: [], 1.0: []}  # text / non-text losses
             for inputs, y in self.dataset:
                 inputs = {k: np.asarray(v) for k, v in inputs.items()}
+                nontext = inputs.pop("nontext", np.zeros(len(y), np.float32))
                 loss = batch_bce(y, self._predict(inputs))
+                gain = loss - batch_entropy(y)
                 step = inputs["step"][:, 0].astype(int)
                 for s in np.unique(step):
                     m = step == s
                     sums[s] = sums.get(s, 0.0) + float(loss[m].sum())
+                    excess[s] = excess.get(s, 0.0) + float(gain[m].sum())
                     counts[s] = counts.get(s, 0) + int(m.sum())
+                for k, v in zip(nontext, loss):
+                    kinds[float(k)].append(float(v))
             per_step = {int(s): sums[s] / counts[s] for s in sums}
             logs["val_loss"] = sum(sums.values()) / max(1, sum(counts.values()))
+            logs["val_excess"] = sum(excess.values()) / max(1, sum(counts.values()))
+            if kinds[1.0]:
+                logs["val_loss_text"] = float(np.mean(kinds[0.0])) if kinds[0.0] else float("nan")
+                logs["val_loss_nontext"] = float(np.mean(kinds[1.0]))
             for s in self.steps:
                 logs[f"val_loss_step{s}"] = per_step.get(s, float("nan"))
+                logs[f"val_excess_step{s}"] = excess[s] / counts[s] if s in counts else float("nan")
             logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
             if self.sampler is not None:
                 for s, w in zip(self.sampler.steps, self.sampler.weights):
@@ -383,8 +420,11 @@ def _callback_classes():
                 return
             logs = logs or {}
             per = " ".join(f"{s}:{logs.get(f'val_loss_step{s}', float('nan')):.4f}" for s in self.steps)
+            kinds = (f" (text {logs['val_loss_text']:.4f}, non-text {logs['val_loss_nontext']:.4f})"
+                     if "val_loss_nontext" in logs else "")
             print(f"epoch {epoch + 1}/{self.epochs} {time.time() - self._t:.1f}s "
-                  f"loss {logs.get('loss', float('nan')):.4f} val_loss {logs.get('val_loss', float('nan')):.4f} "
+                  f"loss {logs.get('loss', float('nan')):.4f} val_loss {logs.get('val_loss', float('nan')):.4f}{kinds} "
+                  f"excess {logs.get('val_excess', float('nan')):.4f} "
                   f"lr {logs.get('learning_rate', float('nan')):.2e} | per step {per}", flush=True)
 
     class StopAfterEpoch(keras.callbacks.Callback):
@@ -559,7 +599,8 @@ def train(config) -> dict:
         pre = PreprocessConfig(physics=config.physics)
         spec = _model_spec(config, config.model_input_size, pre.channels)
         tset = None
-        data_record = {"synthetic": True, "seed": config.seed, "preprocess": pre.to_dict()}
+        data_record = {"synthetic": True, "seed": config.seed, "preprocess": pre.to_dict(),
+                       "nontext_fraction": config.nontext_fraction}
     else:
         tset = D.open_set(config.data, config.steps)
         spec = _model_spec(config, tset.input_size, tset.channels)
@@ -623,9 +664,11 @@ def train(config) -> dict:
         steps_per_epoch = config.steps_per_epoch or 50
         train_ds = stream = S.synthetic_dataset(
             config.seed, config.steps, config.batch_size, steps_per_epoch, geometry, pre,
-            config.synth_workers, None if sampler is None else sampler.weights, _initial_epoch(run_dir))
+            config.synth_workers, None if sampler is None else sampler.weights, _initial_epoch(run_dir),
+            nontext=config.nontext_fraction)
         val_ds = S.validation_batches(config.seed, config.steps, config.synth_val_per_step, geometry,
-                                      config.val_batch_size or config.batch_size, pre)
+                                      config.val_batch_size or config.batch_size, pre,
+                                      config.synth_val_nontext if config.nontext_fraction > 0 else 0)
     else:
         train_ds = D.train_dataset(tset, config.batch_size, spec.output_size, config.shuffle_buffer,
                                    config.seed, config.cycle_length, sampler)

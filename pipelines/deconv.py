@@ -6,7 +6,7 @@ network has to improve on Wiener rather than rediscover it: the vignetting-corre
 (background 0, fully dark text at -c, c = `physics.text_contrast(step)`) is mapped to the sharp
 scale u = 1 + x / c, deconvolved with the step's disc PSF of the physics table at 1:f (the
 simulator's kernel; on real data the table's radii are good to ~10 %), and returned as u' - 1,
-clipped to [-2, 1]: background 0 and black text -1 at every step, whatever its contrast.
+clipped to CHANNEL_CLIP: background 0 and black text -1 at every step, whatever its contrast.
 TensorFlow is never imported here.
 """
 from __future__ import annotations
@@ -17,7 +17,10 @@ from . import physics as P
 from .psf import disc_kernel
 
 PHYSICS_CHANNELS = ("none", "wiener")
-CHANNEL_CLIP = (-2.0, 1.0)  # noise amplification of a weak regulariser stays bounded
+# Noise amplification of a weak regulariser stays bounded. Text lies in [-1, 0]; the upper bound
+# keeps a photo's range: regions brighter than a dark border reach ((gW + o) / (gT + o) - 1) / c,
+# about 5.8 at step 0.
+CHANNEL_CLIP = (-2.0, 6.0)
 
 
 def disc_psf(step: int, factor=7) -> np.ndarray:

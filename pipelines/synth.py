@@ -48,9 +48,10 @@ class SynthPair:
     x: np.ndarray          # (H, W, C) float32 network input (preprocess_small of the 1:7 image)
     y: np.ndarray          # (H, W) float32 target in [0, 1], CAM02 frame (1 = white)
     step: int
-    font: str
-    text: tuple
+    font: str              # "" for a non-text scene
+    text: tuple            # () for a non-text scene
     blurred: np.ndarray = field(repr=False, default=None)  # (H, W) the 1:7 CAM02 image before preprocessing
+    kind: str = "text"     # "text" or the non-text scene's kind (pipelines.nontext.KINDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +143,14 @@ def sharp_small(raster: np.ndarray, rng: np.random.Generator, factor: int = 7, n
     return img.astype(np.float32)
 
 
+def grey_target_small(raster: np.ndarray, step: int, factor: int = 7) -> np.ndarray:
+    """Target of a non-text scene: its sharp grey image in the CAM02 frame (noise-free, no
+    vignetting), on the text targets' scale: display white 1, display black TEXT_DN / BACKGROUND_DN
+    (~0.12, where binarised text strokes sit too)."""
+    black = P.TEXT_DN / P.BACKGROUND_DN
+    return (black + (1 - black) * scene_small(raster, P.step_physics(step), factor)).astype(np.float32)
+
+
 def target_small(sharp: np.ndarray, step: int, config: PreprocessConfig, shape) -> np.ndarray:
     """Binarised target registered into the CAM02 frame (prepare's stages, table geometry)."""
     f = float(config.factor)
@@ -171,11 +180,23 @@ def pair_rng(seed: int, index: int, stream: str = "train") -> np.random.Generato
     return np.random.default_rng(np.random.SeedSequence([int(seed), STREAMS[stream], int(index)]))
 
 
+def is_nontext(seed: int, index: int, stream: str, fraction: float) -> bool:
+    """Whether pair `index` is a non-text scene; its own random stream, so the text pairs of a
+    stream stay the same whatever the fraction."""
+    if fraction <= 0:
+        return False
+    u = np.random.default_rng(np.random.SeedSequence([int(seed), STREAMS[stream], int(index), 7])).random()
+    return bool(u < fraction)
+
+
 def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=None, *, step: int | None = None,
                font: str | None = None, stream: str = "train", config: PreprocessConfig | None = None,
-               noise: bool = True) -> SynthPair:
+               noise: bool = True, nontext: float = 0.0, kind: str | None = None) -> SynthPair:
     """Pair number `index` of the stream (`seed`, `stream`): random step (from `steps`, with optional
-    sampling `weights`) and font unless given, random text; deterministic per (seed, stream, index)."""
+    sampling `weights`) and font unless given, random text; deterministic per (seed, stream, index).
+
+    A fraction `nontext` of the pairs are procedural non-text scenes (pipelines.nontext) with their
+    sharp grey image as the target; `kind` forces one: "text", "nontext" or a kind name."""
     config = config or PreprocessConfig()
     if float(config.factor) != int(config.factor):
         raise ValueError(f"the synthetic stream needs an integer down-scale factor, got {config.factor}")
@@ -192,6 +213,14 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
     font = font or drawn_font
     if font not in FONTS:
         raise ValueError(f"unknown font {font!r}; known: {FONTS}")
+    if kind is None:
+        kind = "nontext" if is_nontext(seed, index, stream, nontext) else "text"
+    if kind != "text":
+        from .nontext import nontext_scene
+        raster, kind = nontext_scene(rng, None if kind == "nontext" else kind)
+        blurred = blurred_small(raster, step, rng, f, noise)
+        x = preprocess_small(blurred, config, step=step)
+        return SynthPair(x, grey_target_small(raster, step, f), step, "", (), blurred, kind)
     text = random_text(rng)
     raster = render_text(text, font)
     sharp = sharp_small(raster, rng, f, noise)

@@ -1,0 +1,118 @@
+"""Procedural non-text training scenes (pipelines.nontext), their pairs in the synthetic stream, and
+the preprocessing that must keep a photo's range (the HDC2021 sanity check)."""
+import numpy as np
+import pytest
+
+from pipelines import nontext as N
+from pipelines import physics as P
+from pipelines.deconv import physics_channel
+from pipelines.preprocess import PreprocessConfig, estimate_background, remove_vignetting
+from pipelines.scene import DISPLAY_SHAPE
+from pipelines.synth import grey_target_small, is_nontext, synth_pair
+
+
+@pytest.mark.parametrize("kind", N.KINDS)
+def test_every_kind_is_a_deterministic_grey_scene(kind):
+    a, k = N.nontext_scene(np.random.default_rng(3), kind)
+    b, _ = N.nontext_scene(np.random.default_rng(3), kind)
+    c, _ = N.nontext_scene(np.random.default_rng(4), kind)
+    assert k == kind and a.shape == DISPLAY_SHAPE and a.dtype == np.float32
+    assert 0 <= a.min() and a.max() <= 1 and a.std() > 0.02
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_random_kinds_cover_all_and_unknown_kind_is_refused():
+    rng = np.random.default_rng(0)
+    seen = {N.nontext_scene(rng)[1] for _ in range(80)}
+    assert seen == set(N.KINDS)
+    with pytest.raises(ValueError, match="unknown non-text scene kind"):
+        N.nontext_scene(rng, "photo")
+
+
+def test_nontext_fraction_draws_its_own_stream_and_leaves_text_pairs_unchanged():
+    flags = [is_nontext(5, i, "train", 0.25) for i in range(400)]
+    assert 0.18 < np.mean(flags) < 0.32
+    assert not any(is_nontext(5, i, "train", 0.0) for i in range(50))
+    i = next(i for i, f in enumerate(flags) if not f)
+    plain = synth_pair(5, i, step=6)
+    mixed = synth_pair(5, i, step=6, nontext=0.25)
+    assert mixed.kind == "text" and mixed.text == plain.text
+    np.testing.assert_array_equal(mixed.x, plain.x)
+    j = flags.index(True)
+    p = synth_pair(5, j, step=6, nontext=0.25)
+    assert p.kind in N.KINDS and p.text == () and p.x.shape == plain.x.shape and p.y.shape == plain.y.shape
+
+
+def test_nontext_target_is_the_grey_scene_not_a_binarised_one():
+    p = synth_pair(1, 0, step=10, kind="fractal")
+    black = P.TEXT_DN / P.BACKGROUND_DN
+    assert p.y.min() >= black - 1e-6 and p.y.max() <= 1 + 1e-6
+    mid = np.mean((p.y > black + 0.1) & (p.y < 0.9))
+    assert mid > 0.3  # many grey levels, unlike a text target (white or stroke)
+    white = grey_target_small(np.ones(DISPLAY_SHAPE, np.float32), 10)
+    dark = grey_target_small(np.zeros(DISPLAY_SHAPE, np.float32), 10)
+    np.testing.assert_allclose(white, 1.0, atol=1e-5)
+    np.testing.assert_allclose(dark, black, atol=1e-5)
+
+
+def test_target_and_input_are_aligned_for_a_nontext_scene():
+    """The grey target is in the CAM02 frame: it correlates with the noise-free blurred image."""
+    p = synth_pair(2, 1, step=3, kind="dead_leaves", noise=False)
+    r = np.corrcoef(p.y.ravel(), p.blurred.ravel())[0, 1]
+    shifted = np.corrcoef(np.roll(p.y, 6, axis=0).ravel(), p.blurred.ravel())[0, 1]
+    assert r > 0.8 and r > shifted + 0.05
+
+
+def test_background_fit_stays_within_the_border_values():
+    """A picture whose border is half black, half white: a polynomial fitted to it must not dip
+    towards 0 inside (the division would stretch the picture without bound)."""
+    h, w = 208, 337
+    img = np.full((h, w), 0.9, np.float32)
+    img[:, : w // 2] = 0.15
+    img[30:180, 40:300] = np.random.default_rng(0).uniform(0.1, 0.95, (150, 260))
+    bg = estimate_background(img)
+    assert bg.min() >= 0.15 - 0.25 * 0.75 - 1e-6 and bg.max() <= 0.9 + 0.25 * 0.75 + 1e-6
+    corrected, _ = remove_vignetting(img)
+    assert np.isfinite(corrected).all() and corrected.max() < 20
+
+
+def test_physics_channel_keeps_a_bright_region_on_a_dark_border():
+    """Text lives in [-1, 0]; a region brighter than a dark border must not be clipped at the
+    background level (it was, at 1, before non-text scenes)."""
+    ph = P.step_physics(0)
+    dark, bright = ph["gain"] * 0.11 + ph["offset"], ph["gain"] * 0.88 + ph["offset"]
+    corrected = np.full((120, 160), 0.0, np.float32)
+    corrected[30:90, 40:120] = bright / dark - 1
+    ch = physics_channel(corrected, 0)
+    assert ch[60, 80] > 3.0
+
+
+def test_validation_batches_mark_nontext_scenes():
+    from deblur.stream import validation_batches
+
+    geo = {"kind": "image", "multiple": 8}
+    val = validation_batches(7, [4], per_step=1, geometry=geo, batch_size=4,
+                             preprocess=PreprocessConfig(), nontext_per_step=1)
+    inputs, y = val[0]
+    assert inputs["image"].shape[0] == 2 and list(inputs["nontext"]) == [0.0, 1.0]
+    text_only = validation_batches(7, [4], per_step=1, geometry=geo, batch_size=4)
+    np.testing.assert_array_equal(text_only[0][0]["image"][0], inputs["image"][0])
+
+
+def test_excess_loss_is_zero_at_the_target_and_positive_elsewhere():
+    from deblur.train import batch_bce, batch_entropy
+
+    y = np.random.default_rng(0).uniform(0.1, 1, (2, 8, 8, 1))
+    np.testing.assert_allclose(batch_bce(y, y) - batch_entropy(y), 0, atol=1e-12)
+    assert (batch_bce(y, np.full_like(y, 0.5)) - batch_entropy(y) > 0.01).all()
+
+
+def test_nontext_fraction_needs_the_synthetic_stream(capsys):
+    from deblur.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", "x", "--run-dir", "r", "--nontext-fraction", "0.2"])
+    assert e.value.code == 2 and "--nontext-fraction is for --synthetic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "--run-dir", "r", "--nontext-fraction", "1.5"])
