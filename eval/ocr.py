@@ -33,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from rapidfuzz.distance import Indel, Levenshtein
 
 from pipelines.errors import DataError
-from pipelines.interrupt import ignore_sigint
+from pipelines.interrupt import ignore_sigint, sigint_ignored
 
 TESSERACT_CONFIG = (
     "--oem 1 --psm 6 -c load_system_dawg=false -c load_freq_dawg=false "
@@ -293,7 +293,8 @@ def score_many(pairs, workers: int | None = None, progress: bool = True) -> list
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
             ) as ex:
-                futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
+                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                    futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
                 try:
                     for fut in as_completed(futures):
                         results[futures[fut]] = fut.result()

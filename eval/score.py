@@ -41,7 +41,7 @@ from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 from pipelines.images import load_image
-from pipelines.interrupt import ignore_sigint
+from pipelines.interrupt import ignore_sigint, sigint_ignored
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
@@ -180,7 +180,9 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
             jobs = [(name, data_root, params, s, p) for s, p in zip(samples, paths)]
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
                                      initializer=ignore_sigint) as ex:
-                for _ in ex.map(_produce, jobs, chunksize=4):
+                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                    done = ex.map(_produce, jobs, chunksize=4)
+                for _ in done:
                     bar.update(1)
     finally:
         bar.close()

@@ -57,7 +57,7 @@ from .atomic import write_text_atomic  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .deconv import PHYSICS_CHANNELS  # noqa: E402
 from .hdc import find_samples  # noqa: E402
-from .interrupt import ignore_sigint  # noqa: E402
+from .interrupt import ignore_sigint, sigint_ignored  # noqa: E402
 from .shards import SHARD_DIR, file_sha256, shard_name, write_manifest, write_shard  # noqa: E402
 from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
                      estimate_step_geometry, make_config, pair_stages)
@@ -231,7 +231,8 @@ def run_jobs(pool, fn, jobs: list, done=None) -> list:
             if done:
                 done(job)
         return results
-    futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+    with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
     results = [None] * len(jobs)
     try:
         for fut in as_completed(futures):
