@@ -45,6 +45,6 @@ case "${1:-demo}" in
         $T --run-dir runs/pyr2 --epochs "${EPOCHS2:-10}" --seed 2 --init runs/pyr/best.keras --lr 0.001
         $T --run-dir runs/abl-phys --epochs "${EPOCHS3:-40}" --seed 2 --init runs/pyr2/best.keras --lr 0.001 --physics wiener
         $T --run-dir runs/phys4 --epochs "${EPOCHS4:-24}" --seed 3 --init runs/abl-phys/best.keras --lr 0.0003
-        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
+        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --replace-default --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default] [args...]" >&2; exit 2 ;;
 esac

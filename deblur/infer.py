@@ -25,12 +25,14 @@ TensorFlow / Keras are imported lazily, inside functions: `import deblur.infer` 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from pipelines.images import LUMA, to_unit_gray
+from pipelines.errors import DataError
 from pipelines.physics import N_STEPS, check_step
 from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale
 from pipelines.tiling import TileGrid
@@ -40,6 +42,7 @@ METHODS = ("auto", "tiled", "full")
 # Above this many padded input pixels the whole-image path falls back to tiles (memory: the
 # activations of a 32-channel layer cost 128 bytes per pixel). HDC images at 1:7 are ~0.1 Mpx.
 FULL_MAX_PIXELS = 4_000_000
+MIN_SIDE_SMALL = 8  # px per side at the preprocessing scale: smaller leaves no background to fit
 
 
 def card_path(model_path) -> Path:
@@ -251,6 +254,12 @@ class Deblurrer:
                 raise ValueError(f"estimated blur step {step} (confidence {self.last_estimate.confidence:.2f}) "
                                  f"is beyond the model's steps 0-{self.max_step}")
         return self.check_step(step)
+    def check_size(self, shape) -> None:
+        """DataError (a ValueError) naming the image's size if it is too small to deblur."""
+        need = int(math.ceil(MIN_SIDE_SMALL * self.preprocess.factor))
+        if min(shape[:2]) < need:
+            raise DataError(None, f"image of {shape[1]} x {shape[0]} px (w x h) is too small to deblur: "
+                                  f"at least {need} px per side ({MIN_SIDE_SMALL} at 1:{self.preprocess.factor:g})")
 
     # ------------------------------------------------------------------ stages
     def _use_full(self, shape) -> bool:
@@ -333,6 +342,7 @@ class Deblurrer:
     def _deblur_unit_small(self, a: np.ndarray, step) -> np.ndarray:
         # `a` is already checked by as_unit_image
         step = self.resolve_step(a, step)
+        self.check_size(a.shape)
         self.timings = {}
         t0 = time.perf_counter()
         x = preprocess_blurred(a, self.preprocess, step=step)

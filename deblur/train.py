@@ -265,6 +265,8 @@ def main(argv=None) -> int:
     if args.data and args.physics is not None:
         parser.error("--physics is for the synthetic stream; a prepared set has its channels already "
                      "(python -m pipelines.prepare --physics)")
+    if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
+        parser.error(f"--run-dir {args.run_dir} is a file, not a folder")
     try:
         config = resolve(args)
     except ValueError as e:
@@ -275,6 +277,8 @@ def main(argv=None) -> int:
         train(config)
     except (DataError, RunDirError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if argv is None and _pipeline_failed():
+            _exit_now(1)
         return 1
     return 0
 
@@ -390,6 +394,20 @@ def resolve(args) -> "TrainConfig":
             values["steps_per_epoch"] = None  # one pass over the prepared set
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig.from_any({k: v for k, v in values.items() if k in names})
+
+
+def _pipeline_failed() -> bool:
+    return bool(getattr(sys.modules.get("deblur.data"), "PIPELINE_ERRORS", None))
+
+
+def _exit_now(code: int):
+    """End the command at once. After an error inside the tf.data pipeline, destroying its iterator
+    can deadlock (its reader threads wait for the GIL that the garbage collector holds), so the
+    process leaves without the interpreter's clean-up: every file of the run is already complete
+    (atomic writes; history.csv is flushed after each epoch)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -833,12 +851,17 @@ def train(config) -> dict:
         callbacks.append(StopAfterEpoch(config.stop_after_epoch))
 
     t0 = time.time()
+    D.PIPELINE_ERRORS.clear()
     try:
         if config.synthetic:
             model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0)
         else:
             model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                       shuffle=False, verbose=0)
+    except Exception:
+        if D.PIPELINE_ERRORS:  # a bad shard: its own message, not TensorFlow's wrapper and traceback
+            raise D.PIPELINE_ERRORS[0] from None
+        raise
     finally:
         if stream is not None:
             stream.source.close()

@@ -45,6 +45,7 @@ from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 from pipelines.images import load_image
+from pipelines.interrupt import ignore_sigint, sigint_ignored
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
@@ -195,8 +196,11 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
                 bar.update(1)
         else:
             jobs = [(name, data_root, params, s, p) for s, p in zip(samples, paths)]
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-                for _ in ex.map(_produce, jobs, chunksize=4):
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                     initializer=ignore_sigint) as ex:
+                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                    done = ex.map(_produce, jobs, chunksize=4)
+                for _ in done:
                     bar.update(1)
     finally:
         bar.close()
@@ -381,6 +385,8 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
 
     t0 = time.perf_counter()
     out = Path(out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise DataError(out, "--out is a file, not a folder")
     methods = parse_methods(",".join(methods)) if not isinstance(methods, str) else parse_methods(methods)
     chosen = select_samples(data, steps, samples)
     found = sorted({s.step for s in chosen})
@@ -397,6 +403,14 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if "model-auto" in methods:
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
+    empty = [m for m in methods if not per_method[m]]  # the model's steps miss every chosen step
+    if len(empty) == len(methods):
+        raise DataError(fns[methods[0]].path or DEFAULT_MODEL,
+                        f"the model was built for steps 0-{fns[methods[0]].max_step}: none of the chosen "
+                        f"steps {format_steps(found)} can be scored")
+    if empty:
+        echo(f"note: {', '.join(empty)} not scored: no chosen step is within the model's steps")
+        methods = [m for m in methods if m not in empty]
     # the methods in fns are loaded from --model, which per_image.csv does not record: always rescore them
     reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse else {}
     reused = {m: r for m, r in reused.items() if r is not None}
@@ -467,12 +481,19 @@ def main(argv=None) -> int:
         ap.error("--samples must be at least 1")
     if args.workers is not None and args.workers < 1:
         ap.error("--workers must be at least 1")
+    started = time.time()
     try:
         result = evaluate(args.data, methods, steps, args.out, args.samples, args.workers, args.model,
                           progress=not args.quiet, reuse=args.reuse)
     except (DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # every file is written atomically: what is there is complete
+        images = args.out / "images"
+        n = sum(1 for p in images.rglob("*.png") if p.stat().st_mtime >= started) if images.is_dir() else 0
+        print(f"\ninterrupted: {n} images written under {images}, no leaderboard written (no partial file)",
+              file=sys.stderr)
+        return 130
     print()
     print(format_table(result["rows"]))
     print(f"\nwrote {args.out}/leaderboard.csv, leaderboard.json, leaderboard.png, montage.png, per_image.csv "
