@@ -33,22 +33,18 @@ case "${1:-demo}" in
     demo) shift || true; exec .venv/bin/python -m eval.demo "$@" ;;
     test) shift || true; exec .venv/bin/python -m pytest "$@" ;;
     train-default)
-        # The recipe of the shipped model (its card, deblur/models/default.json, records the same):
-        # the pyramid model on the synthetic stream, steps 0-19, in four phases, each from the best
-        # weights of the one before: 1) lr 10^-2.5, stream seed 1; 2) lr 10^-3, seed 2 (new scenes);
-        # 3) + the physics (Wiener) input channel, lr 10^-3, seed 2 (--init extends the input);
-        # 4) lr 3*10^-4, seed 3 (new scenes).
-        # Re-running resumes; EPOCHS1/2/3/4 bound the phases. To continue the shipped model elsewhere:
-        # --init deblur/models/default.keras with --physics wiener.
-        ARCH="--model-arch pyramid --model-pyramid-dims 16,24,32,48 --model-pyramid-refinements 1,2,3,4 --model-dim 16 --model-subdim 16"
-        COMMON="--synthetic --steps 0-19 --steps-per-epoch 50 --batch-size 4 --synth-val-per-step 3 --synth-workers 1 --step-weighting --patience 30"
-        .venv/bin/python -m deblur.train --run-dir runs/pyr $COMMON $ARCH --epochs "${EPOCHS1:-34}" --seed 1
-        .venv/bin/python -m deblur.train --run-dir runs/pyr2 $COMMON $ARCH --epochs "${EPOCHS2:-10}" --seed 2 \
-            --init runs/pyr/best.keras --lr 0.001
-        .venv/bin/python -m deblur.train --run-dir runs/abl-phys $COMMON $ARCH --epochs "${EPOCHS3:-40}" --seed 2 \
-            --init runs/pyr2/best.keras --lr 0.001 --physics wiener
-        .venv/bin/python -m deblur.train --run-dir runs/phys4 $COMMON $ARCH --epochs "${EPOCHS4:-24}" --seed 3 \
-            --init runs/abl-phys/best.keras --lr 0.0003 --physics wiener
-        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
+        # The shipped model deblur/models/default.keras: deblur.train's defaults are its recipe (the
+        # pyramid on the synthetic stream, steps 0-19, batch 4, 50 batches per epoch, step weighting,
+        # patience 30), trained in four phases, each from the best weights of the one before:
+        # 1) lr 10^-2.5, stream seed 1, no physics channel; 2) lr 10^-3, seed 2 (new scenes);
+        # 3) + the physics (Wiener) input channel (--init extends the input), lr 10^-3, seed 2;
+        # 4) lr 3*10^-4, seed 3 (new scenes). --init takes each phase's architecture from the one
+        # before. Re-running resumes; EPOCHS1/2/3/4 bound the phases.
+        T=".venv/bin/python -m deblur.train --steps 0-19"
+        $T --run-dir runs/pyr --epochs "${EPOCHS1:-34}" --seed 1 --physics none
+        $T --run-dir runs/pyr2 --epochs "${EPOCHS2:-10}" --seed 2 --init runs/pyr/best.keras --lr 0.001
+        $T --run-dir runs/abl-phys --epochs "${EPOCHS3:-40}" --seed 2 --init runs/pyr2/best.keras --lr 0.001 --physics wiener
+        $T --run-dir runs/phys4 --epochs "${EPOCHS4:-24}" --seed 3 --init runs/abl-phys/best.keras --lr 0.0003
+        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --replace-default --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default] [args...]" >&2; exit 2 ;;
 esac

@@ -13,9 +13,16 @@ grayscale PNG per input with the same
 stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
 white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
 
+Warnings (stderr, one line each; the images are still written): a step outside the steps the
+model's card says it was trained on; with a numeric STEP, an image far from HDC2021's size or text
+scale (`deblur.domain`), for which `auto` is the better choice.
+
 Exit status: 0 all written; 1 some inputs could not be read or deblurred (each is reported with
 its path and the problem; the others are still written); 2 nothing was done: bad STEP, a model
-that cannot take the step or cannot be loaded, a missing or empty input folder.
+that cannot take the step or cannot be loaded, a missing or empty input folder, an output folder
+that is the input folder (or a file); 130 interrupted (Ctrl-C): a one-line summary of what was
+written, no partial file left. Hidden files (an interrupted write's temporary file) are not inputs.
+At a fixed STEP a blank frame (nothing darker than the noise) is written with a warning.
 """
 from __future__ import annotations
 
@@ -60,11 +67,12 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _trained_steps(card: dict) -> set[int]:
-    """The steps the model card says the model was trained on (empty if it does not say)."""
-    tiles = ((card or {}).get("data") or {}).get("tiles") or {}
-    train = tiles.get("train") if isinstance(tiles, dict) else None
-    return {int(k) for k in train if str(k).isdigit()} if isinstance(train, dict) else set()
+def _steps_text(steps) -> str:
+    """0-19 for a run of steps, else 0,2,5."""
+    steps = sorted(steps)
+    if len(steps) > 1 and steps == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}-{steps[-1]}"
+    return ",".join(map(str, steps))
 
 
 def _print_estimates(estimated) -> None:
@@ -79,7 +87,37 @@ def _print_estimates(estimated) -> None:
         print(f"  low confidence {e.confidence:.2f}: {path.name} (estimated step {e.step})")
 
 
+def _output_problem(in_dir: Path, out_dir: Path, inputs) -> str | None:
+    """Why OUTPUT_DIR cannot take the results, None if it can; checked before the model load and
+    before anything is written."""
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        return f"{out_dir}: the output folder is a file (or a broken link), not a folder"
+    real = os.path.realpath  # unlike Path.resolve, no error for a link loop or a missing path
+    if real(out_dir) == real(in_dir):
+        return f"{out_dir}: the output folder is the input folder (results would replace inputs); choose another"
+    clash = [p for p in inputs if real(out_dir / f"{p.stem}.png") == real(p)]
+    if clash:
+        return f"{clash[0]}: the result {out_dir / (clash[0].stem + '.png')} would replace this input"
+    parent = out_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{out_dir}: cannot create the output folder ({parent} is not a writable folder)"
+    return None
+
+
 def main(argv=None) -> int:
+    state = {"written": 0, "total": 0, "out": None}  # what _run has done so far, for Ctrl-C
+    try:
+        return _run(argv, state)
+    except KeyboardInterrupt:  # every write is atomic: the image being written is simply absent
+        where = f" to {state['out']}" if state["out"] is not None else ""
+        print(f"\ninterrupted: wrote {state['written']} of {state['total']} PNGs{where}; no partial file left",
+              file=sys.stderr)
+        return 130
+
+
+def _run(argv, state: dict) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -103,6 +141,10 @@ def main(argv=None) -> int:
     if not inputs:
         extra = f" (only {len(calibration)} calibration shots, which are skipped)" if calibration else ""
         return _fail(f"{in_dir}: no *.tif, *.png or *.jpg images to deblur{extra}")
+    problem = _output_problem(in_dir, out_dir, inputs)
+    if problem:
+        return _fail(problem)
+    state.update(total=len(inputs), out=out_dir)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.output import to_uint8, write_png
@@ -123,11 +165,18 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     model_name = deblurrer.source if deblurrer.source is not None else "(in memory)"
+    trained = deblurrer.trained_steps
     if step is None:
         from .estimate import estimate, folder_radii
 
         radii = folder_radii(str(in_dir.resolve()))
-        trained = _trained_steps(deblurrer.card)
+    else:
+        from .estimate import blank_reason
+        if deblurrer.outside_training(step):
+            print(f"warning: the model was trained on steps {_steps_text(trained)}; step {step} is outside them "
+                  "(deblurring anyway)", file=sys.stderr)
+    from .domain import domain_warning
+    blank: list[Path] = []  # blank frames at a fixed step: written, with a warning
     estimated: list[tuple[Path, object]] = []  # (image, deblur.estimate.Estimate) with STEP auto
     at_step = "the estimated step of each image" if step is None else f"step {step}"
     print(f"deblurring {len(inputs)} images of {in_dir} at {at_step} with {model_name}; "
@@ -142,8 +191,15 @@ def main(argv=None) -> int:
         try:
             t0 = time.perf_counter()
             image = load_image(path, expect_shape=None)
+            deblurrer.check_size(image.shape)
             t1 = time.perf_counter()
             image_step = step
+            if step is not None:
+                why = blank_reason(image)
+                if why:
+                    blank.append(path)
+                    bar.write(f"warning: {path}: blank frame ({why}): the output is not a deblurred text image",
+                              file=sys.stderr)
             if step is None:
                 est = estimate(image, radii=radii)
                 estimated.append((path, est))
@@ -153,10 +209,14 @@ def main(argv=None) -> int:
                     raise DataError(path, f"estimated blur step {est.step} (radius {est.radius_px:.0f} px, "
                                           f"confidence {est.confidence:.2f}) is beyond the model's steps "
                                           f"0-{deblurrer.max_step}")
-                if trained and est.step not in trained:
+                if deblurrer.outside_training(est.step):
                     bar.write(f"warning: {path}: estimated blur step {est.step} is outside the steps the model "
-                              f"was trained on ({min(trained)}-{max(trained)}); deblurring anyway", file=sys.stderr)
+                              f"was trained on ({_steps_text(trained)}); deblurring anyway", file=sys.stderr)
                 image_step = est.step
+            else:
+                far = domain_warning(image)
+                if far:
+                    bar.write(f"warning: {path}: {far}", file=sys.stderr)
             t1e = time.perf_counter()
             result = deblurrer.deblur(image, image_step)
             t2 = time.perf_counter()
@@ -168,6 +228,7 @@ def main(argv=None) -> int:
             failed.append((path, f"{type(e).__name__}: {e}"))
         else:
             written += 1
+            state["written"] = written
             per_image.append({"total": t3 - t0, "read": t1 - t0, "estimate": t1e - t1, "write": t3 - t2,
                               **{k: deblurrer.timings.get(k, 0.0) for k in ("preprocess", "predict", "stitch")}})
             continue
@@ -189,6 +250,8 @@ def main(argv=None) -> int:
               f"[{deblurrer.last_method}], stitch+upscale {per['stitch']:.2f}, write {per['write']:.2f})")
     if estimated:
         _print_estimates(estimated)
+    if blank:
+        print(f"blank frames (written, but nothing to deblur): {', '.join(p.name for p in blank)}", file=sys.stderr)
     if failed:
         print(f"failed {len(failed)}:", file=sys.stderr)
         for path, problem in failed:

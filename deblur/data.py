@@ -108,8 +108,17 @@ def target_crop(target_size: int, output_size: int, path="") -> int:
 
 # ---- tf.data ---------------------------------------------------------------------------------
 
+# The first DataError raised inside the tf.data pipeline (set by `_load_numpy`): TensorFlow hands
+# it back wrapped in an op error with its Python traceback; `deblur.train` re-raises this one.
+PIPELINE_ERRORS: list[DataError] = []
+
+
 def _load_numpy(path):
-    d = read_shard(path.decode() if isinstance(path, bytes) else str(path))
+    try:
+        d = read_shard(path.decode() if isinstance(path, bytes) else str(path))
+    except DataError as e:
+        PIPELINE_ERRORS.append(e)
+        raise
     return d["x"], d["y"], d["step"]
 
 

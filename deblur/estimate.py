@@ -65,6 +65,7 @@ FIRST_BIN = 3                    # the lowest frequencies are the layout, not th
 BASELINE_DEGREE = 3              # the text's smooth spectrum: cubic in log k
 TABLE_FILE = Path(__file__).with_name("estimate_table.json")
 LOW_CONFIDENCE = 0.5             # below this a warning is printed
+MIN_SIDE = 64                    # full-size px per side: smaller has no spectrum to speak of
 N_EFF_GRID = (2, 4, 8, 16, 32, 64)
 SD_FLOOR = 0.02                  # the contrast's per-step spread is never taken tighter than this
 # Simulation vs reality: the real glyphs are heavier (README, calibration), the real 1:10 thumbnails
@@ -170,6 +171,16 @@ def textness(dark: float, bright: float, noise: float) -> tuple[float, str | Non
     return score, None
 
 
+def blank_reason(image) -> str | None:
+    """Why a full-size image (float, [0, 1]) holds nothing to deblur, None if it has dark marks:
+    the text-likeness's signal test alone (a natural photo is not blank)."""
+    x = corrected_small(image)
+    if float(x.std()) <= 1e-7:
+        return "flat frame: every pixel the same"
+    dark, _, noise = text_signal(x)
+    return textness(dark, 0.0, noise)[1]  # no bright side: only the dark-marks test can fail
+
+
 def central_crop(image: np.ndarray, shape=FINE_CROP) -> np.ndarray:
     h, w = image.shape
     ch, cw = min(shape[0], h), min(shape[1], w)
@@ -259,7 +270,12 @@ def decide(f: Features, table: dict, radii=P.RADIUS_PX) -> Estimate:
 
 def estimate(image, table: dict | None = None, radii=None) -> Estimate:
     """The blur step of a full-size blurred CAM02 image (float in [0, 1]). `radii`: one radius per
-    step (full-size px; default the physics table), e.g. with measured radii filled in."""
+    step (full-size px; default the physics table), e.g. with measured radii filled in.
+    DataError (a ValueError) naming the size for an image under MIN_SIDE px per side."""
+    shape = np.shape(image)
+    if len(shape) == 2 and min(shape) < MIN_SIDE:
+        raise DataError(None, f"image of {shape[1]} x {shape[0]} px (w x h) is too small to estimate the blur "
+                              f"step: at least {MIN_SIDE} px per side")
     return decide(features(image), table or default_table(), radii or P.RADIUS_PX)
 
 
@@ -300,7 +316,12 @@ def estimate_file(path, table: dict | None = None, calibration: bool = True) -> 
     path = Path(path)
     image = load_image(path, expect_shape=None)
     radii = folder_radii(str(path.parent.resolve())) if calibration else None
-    return estimate(image, table, radii)
+    try:
+        return estimate(image, table, radii)
+    except DataError as e:
+        if e.path is None:
+            raise DataError(path, e.problem) from None
+        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,6 +421,10 @@ def main(argv=None) -> int:
             est = estimate_file(path, table, calibration=not args.no_calibration)
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        except Exception as e:  # one bad image must not stop the list
+            print(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
             failed += 1
             continue
         print(est.line(path), flush=True)

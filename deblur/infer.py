@@ -3,6 +3,7 @@
     from deblur.infer import Deblurrer
     d = Deblurrer.from_file("runs/r1/best.keras")   # or from_file() for the shipped default model
     out = d.deblur(image, step)                      # (H, W) float32 in [0, 1], 1 = white paper
+    out = d.deblur(rgb, "auto")                      # colour as the CLI converts it; step estimated
 
 Pipeline (the same stages as training, `pipelines.preprocess` / `pipelines.tiling`):
 
@@ -24,11 +25,14 @@ TensorFlow / Keras are imported lazily, inside functions: `import deblur.infer` 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.images import LUMA, to_unit_gray
+from pipelines.errors import DataError
 from pipelines.physics import N_STEPS, check_step
 from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale
 from pipelines.tiling import TileGrid
@@ -38,6 +42,7 @@ METHODS = ("auto", "tiled", "full")
 # Above this many padded input pixels the whole-image path falls back to tiles (memory: the
 # activations of a 32-channel layer cost 128 bytes per pixel). HDC images at 1:7 are ~0.1 Mpx.
 FULL_MAX_PIXELS = 4_000_000
+MIN_SIDE_SMALL = 8  # px per side at the preprocessing scale: smaller leaves no background to fit
 
 
 def card_path(model_path) -> Path:
@@ -54,6 +59,25 @@ def run_preprocess(model_path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
     return data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
+
+
+def trained_steps(card: dict, model_path=None) -> list[int] | None:
+    """The blur steps a model was trained on: its card's "steps" (or, for older cards, the steps of
+    its training tiles), else its run directory's config.json; None if nothing says."""
+    card = card or {}
+    steps = card.get("steps")
+    if not steps:
+        tiles = ((card.get("data") or {}).get("tiles") or {}).get("train")
+        steps = [k for k in tiles if str(k).isdigit()] if isinstance(tiles, dict) else None
+    if not steps and model_path is not None and not card:
+        try:
+            steps = json.loads((Path(model_path).parent / "config.json").read_text(encoding="utf-8")).get("steps")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            steps = None
+    try:
+        return sorted({int(s) for s in steps}) if steps else None
+    except (TypeError, ValueError):
+        return None
 
 
 def read_card(model_path) -> dict:
@@ -73,11 +97,17 @@ def read_card(model_path) -> dict:
 
 
 def as_unit_image(image) -> np.ndarray:
-    """A 2-D image as float32 in [0, 1]: uint16 is divided by 65535, uint8 by 255 (as
-    `pipelines.images.load_image` reads 8-bit files), floats must already be in [0, 1]."""
+    """An image as (h, w) float32 in [0, 1], converted as `pipelines.images.load_image` converts
+    files: uint16 is divided by 65535, uint8 by 255, floats must already be in [0, 1]; gray + alpha,
+    RGB and RGBA (h, w, 2|3|4) become gray with the ITU-R 601-2 luma weights, alpha ignored."""
     a = np.asarray(image)
+    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+        if a.dtype in (np.uint8, np.uint16):
+            return to_unit_gray(a)
+        planes = [as_unit_image(a[..., i]) for i in range(1 if a.shape[-1] <= 2 else 3)]  # dtype, range
+        return planes[0] if len(planes) == 1 else (np.stack(planes, axis=-1) @ LUMA).astype(np.float32)
     if a.ndim != 2:
-        raise ValueError(f"expected a 2-D grayscale image, got shape {a.shape}")
+        raise ValueError(f"expected a 2-D grayscale (h, w) or a colour (h, w, 3|4) image, got shape {a.shape}")
     if a.dtype in (np.uint8, np.uint16):
         return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
     if not np.issubdtype(a.dtype, np.floating):
@@ -141,6 +171,8 @@ class Deblurrer:
         self.last_method: str | None = None
         self.source: Path | None = None
         self.card: dict = {}
+        self.trained_steps: list[int] | None = None  # from the card (from_file); None = not known
+        self.last_estimate = None  # the deblur.estimate.Estimate of the last call with step "auto"
         if self._spec is not None and self._spec.arch == "pyramid":
             # fully convolutional, same padding: always the whole image, padded to the size multiple
             if method == "tiled":
@@ -194,7 +226,7 @@ class Deblurrer:
             d = cls(model, pre, batch_size=batch_size, method=method)
         except ValueError as e:
             raise ModelLoadError(path, str(e)) from None
-        d.source, d.card = path, card
+        d.source, d.card, d.trained_steps = path, card, trained_steps(card, path)
         return d
 
     # ------------------------------------------------------------------ checks
@@ -205,6 +237,29 @@ class Deblurrer:
             raise ValueError(f"the model was built for blur steps 0-{self.max_step} and cannot deblur "
                              f"step {step}")
         return step
+
+    def outside_training(self, step) -> bool:
+        """Whether the card says the model was trained on other steps than this one."""
+        return self.trained_steps is not None and int(step) not in self.trained_steps
+
+    def resolve_step(self, image, step) -> int:
+        """The step to deblur `image` (float [0, 1]) at: `step` checked, or for "auto" the step that
+        `deblur.estimate.estimate` finds in the image (kept in `last_estimate`)."""
+        if isinstance(step, str) and step.strip().lower() == "auto":
+            from .estimate import estimate
+
+            self.last_estimate = estimate(image)
+            step = self.last_estimate.step
+            if step > self.max_step:
+                raise ValueError(f"estimated blur step {step} (confidence {self.last_estimate.confidence:.2f}) "
+                                 f"is beyond the model's steps 0-{self.max_step}")
+        return self.check_step(step)
+    def check_size(self, shape) -> None:
+        """DataError (a ValueError) naming the image's size if it is too small to deblur."""
+        need = int(math.ceil(MIN_SIDE_SMALL * self.preprocess.factor))
+        if min(shape[:2]) < need:
+            raise DataError(None, f"image of {shape[1]} x {shape[0]} px (w x h) is too small to deblur: "
+                                  f"at least {need} px per side ({MIN_SIDE_SMALL} at 1:{self.preprocess.factor:g})")
 
     # ------------------------------------------------------------------ stages
     def _use_full(self, shape) -> bool:
@@ -280,13 +335,14 @@ class Deblurrer:
         return small
 
     def deblur_small(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> (h, w) float32 result at the
-        preprocessing scale (1:7 by default), 1 = white."""
+        """Blurred full-size image (as for `deblur`) and step (0-19 or "auto") -> (h, w) float32 result
+        at the preprocessing scale (1:7 by default), 1 = white."""
         return self._deblur_unit_small(as_unit_image(image), step)
 
     def _deblur_unit_small(self, a: np.ndarray, step) -> np.ndarray:
         # `a` is already checked by as_unit_image
-        step = self.check_step(step)
+        step = self.resolve_step(a, step)
+        self.check_size(a.shape)
         self.timings = {}
         t0 = time.perf_counter()
         x = preprocess_blurred(a, self.preprocess, step=step)
@@ -294,8 +350,12 @@ class Deblurrer:
         return self.predict_small(x, step)
 
     def deblur(self, image, step) -> np.ndarray:
-        """Blurred full-size image (uint8, uint16, or float in [0, 1]) -> deblurred float32 image of the
-        same shape, in [0, 1], 1 = white paper. `timings["stitch"]` includes the up-scaling."""
+        """Blurred full-size image -> deblurred (h, w) float32 image in [0, 1], 1 = white paper.
+        `image`: gray (h, w) or colour (h, w, 3|4), uint8, uint16 or float in [0, 1] (an array, or
+        anything np.asarray takes, e.g. a PIL image), converted as the command line converts files
+        (`as_unit_image`). `step`: the blur step 0-19, or "auto" to
+        estimate it from the image (`last_estimate` holds the estimate). `timings["stitch"]`
+        includes the up-scaling."""
         a = as_unit_image(image)
         small = self._deblur_unit_small(a, step)
         t0 = time.perf_counter()

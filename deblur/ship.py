@@ -1,7 +1,11 @@
 """Ship a trained run as a packaged model: the .keras file plus a JSON model card beside it.
 
-    python -m deblur.ship --run-dir RUN [--which best|last] [--out deblur/models/default.keras]
+    python -m deblur.ship --run-dir RUN (--out PATH.keras | --replace-default) [--which best|last]
         [--command "the commands that produced RUN"]
+
+--replace-default writes the packaged default model deblur/models/default.keras (and its card);
+without it that file is never touched. The run is checked (model, config, history) before
+anything is written.
 
 The card records what a reader needs to trust and reproduce the file: model configuration, the
 preprocessing it expects (inference rebuilds exactly that pipeline from the card), the training
@@ -57,7 +61,8 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
         "preprocess": config["data"].get("preprocess") if synthetic else manifest_cfg.get("preprocess"),
         "steps": config["steps"],
         "training": {k: config["args"].get(k) for k in ("batch_size", "lr", "seed", "steps_per_epoch",
-                                                      "patience", "mixed_precision", "step_weighting", "init")},
+                                                      "patience", "mixed_precision", "step_weighting", "init",
+                                                      "nontext_fraction")},
         "data": {"synthetic_stream": True, "seed": config["args"]["seed"],
                  "samples_seen": len(rows) * int(config["args"]["steps_per_epoch"] or 50) * config["args"]["batch_size"],
                  "note": "pipelines.synth stream (1:7 forward model of the simulator), seed as above; "
@@ -76,15 +81,23 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
     }
 
 
-def ship(run_dir, which: str = "best", out=DEFAULT_MODEL, command: str | None = None) -> Path:
-    """Copy RUN/{which}.keras to `out` (checked by reloading it) and write the card beside it."""
-    from .model import load_model
+def ship(run_dir, which: str = "best", out=None, command: str | None = None,
+         replace_default: bool = False) -> Path:
+    """Copy RUN/{which}.keras to `out` (checked by reloading it) and write the card beside it.
+    The packaged default model is written only with `replace_default` (then `out` may be None)."""
+    if out is None and not replace_default:
+        raise ValueError("give --out PATH.keras, or --replace-default to replace the packaged default model")
+    out = Path(out) if out is not None else DEFAULT_MODEL
+    if os.path.realpath(out) == os.path.realpath(DEFAULT_MODEL) and not replace_default:
+        raise ValueError(f"{out} is the packaged default model: add --replace-default to replace it")
+    if os.path.lexists(out) and not out.is_file():
+        raise ValueError(f"{out}: --out is not a file")
+    from .model import load_model, rebuild, save_model, spec_of  # Keras: only once the options are fine
 
-    from .model import rebuild, save_model, spec_of
-
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir = Path(run_dir)
     src = run_dir / f"{which}.keras"
     model = load_model(src)  # refuses a file that does not reload as a model
+    build_card(run_dir, src, command)  # the run's config and history are readable: before any write
     if spec_of(model).arch == "pyramid":  # re-saved through this version's layers, free input size
         save_model(rebuild(model, input_size=None), out)
     else:
@@ -100,12 +113,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--which", choices=("best", "last"), default="best")
-    ap.add_argument("--out", default=str(DEFAULT_MODEL))
+    ap.add_argument("--out", default=None, help="where to write the model (its .json card beside it)")
+    ap.add_argument("--replace-default", action="store_true",
+                    help=f"write the packaged default model {DEFAULT_MODEL.name} (and its card) instead")
     ap.add_argument("--command", default=None, help="the commands that produced the run, for the card")
     args = ap.parse_args(argv)
+    if args.out is not None and args.replace_default and \
+            os.path.realpath(args.out) != os.path.realpath(DEFAULT_MODEL):
+        ap.error("give either --out PATH or --replace-default, not both")
     try:
-        out = ship(args.run_dir, args.which, args.out, args.command)
-    except (FileNotFoundError, ValueError, DataError) as e:
+        out = ship(args.run_dir, args.which, args.out, args.command, replace_default=args.replace_default)
+    except (ValueError, DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     card = read_card(out)

@@ -1,14 +1,21 @@
-"""Train the step-conditioned highway network on a prepared set (pipelines.prepare output).
+"""Train the deblurring network; with no other flag, the shipped recipe: the multi-scale pyramid
+(dims 16/24/32/48, refinements 1/2/3/4) with the Wiener physics input channel, on the synthetic stream.
 
-    python -m deblur.train --data DIR --run-dir DIR --steps 0-9 [--epochs N] [--batch-size 32]
-    python -m deblur.train --synthetic --run-dir DIR --steps 0-19 --model-arch pyramid ...
-    (any of them) [--init MODEL.keras]  start from saved weights (fine-tuning, or a run that
-        continues on a new machine from committed weights)
-        [--lr 10**-2.5] [--model-dim 32 --model-subdim 32 --model-refinements 12
-        --model-shared-width 5] [--seed S] [--mixed-precision] [--distribute mirrored]
-        [--step-weighting] [--patience N] [--steps-per-epoch N] [--shuffle-buffer N]
+    python -m deblur.train --steps 0-19 --run-dir DIR            the recipe (defaults below)
+    python -m deblur.train --run-dir DIR --init MODEL.keras      continue / fine-tune MODEL: its
+        architecture and preprocessing come from its card (MODEL.json) or its run's config.json
+    python -m deblur.train --data PREPARED_DIR --run-dir DIR     train on a prepared set (pipelines.prepare)
+    python -m deblur.train --run-dir DIR --model-arch highway    the original highway design (tiles)
 
---synthetic: no data set; batches are made on the fly by pipelines.synth (deblur/stream.py), in
+Defaults are the recipe of the shipped model: its card (deblur/models/default.json) gives the
+architecture, the preprocessing (physics channel) and the training settings it records (batch 4,
+50 batches per epoch, step weighting, patience 30); steps 0-19, lr 10**-2.5, 3 validation scenes per
+step. With --init the model's own architecture and preprocessing replace the card's; every flag
+given overrides, and a flag that contradicts --init's model (another architecture, fewer channels)
+is an error naming it. `--model-arch highway` alone gives the highway design's own sizes (dim 32,
+batch 32).
+
+Without --data, batches are made on the fly by pipelines.synth (deblur/stream.py), in
 --synth-workers processes, validated on --synth-val-per-step fixed scenes per step of a separate
 stream. Pyramid models train on whole 1:7 images, valid-conv models on random tiles
 (--synth-tiles-per-image per scene, --model-input-size). Runs under any Keras backend
@@ -33,7 +40,7 @@ TF_CONFIG environment variable on every worker, e.g.
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}'
 (same command on each host with its own task index, the same --data, and a --run-dir of its own
-on each worker, not one shared folder; worker 0 is the chief; README: "Training on several machines").
+on each worker, not one shared folder; worker 0 is the chief; docs/distributed-training.md).
 """
 from __future__ import annotations
 
@@ -78,6 +85,7 @@ class TrainConfig:
     synth_val_per_step: int = 4
     synth_tiles_per_image: int = 4
     nontext_fraction: float = 0.0
+    freeze_batchnorm: bool = False
     synth_val_nontext: int = 1
     physics: str = "none"
     init: str | None = None
@@ -169,58 +177,75 @@ def _nonneg_int(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line. Options that the recipe sets default to None here (None = not given):
+    `resolve` fills them in from the recipe or --init's model, so it can tell a given flag apart."""
+    r = recipe()
     p = argparse.ArgumentParser(prog="python -m deblur.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="prepared set folder (manifest.json + shards/)")
+    p.add_argument("--data", default=None, help="prepared set folder (manifest.json + shards/); "
+                   "without it: the synthetic stream")
     p.add_argument("--synthetic", action="store_true",
-                   help="train from the synthetic stream (pipelines.synth) instead of --data")
-    p.add_argument("--synth-workers", type=_nonneg_int, default=1,
-                   help="processes generating synthetic pairs (0: in the training process)")
-    p.add_argument("--synth-val-per-step", type=_pos_int, default=4, help="validation scenes per step")
+                   help="train from the synthetic stream (pipelines.synth): the default without --data")
+    p.add_argument("--synth-workers", type=_nonneg_int, default=None,
+                   help=f"processes generating synthetic pairs (0: in the training process; recipe {r['synth_workers']})")
+    p.add_argument("--synth-val-per-step", type=_pos_int, default=None,
+                   help=f"validation scenes per step (recipe {r['synth_val_per_step']})")
     p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
                    help="random tiles cut from each synthetic scene (valid-conv models)")
-    p.add_argument("--nontext-fraction", type=_fraction_arg, default=0.0,
-                   help="--synthetic: fraction of procedural non-text scenes (pipelines.nontext: dead leaves, "
+    p.add_argument("--nontext-fraction", type=_fraction_arg, default=None,
+                   help="synthetic stream: fraction of procedural non-text scenes (pipelines.nontext: dead leaves, "
                         "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
-                        "so the network deblurs general images (the HDC2021 sanity check), not only text")
+                        "so the network deblurs general images (the HDC2021 sanity check), not only text "
+                        f"(recipe {r['nontext_fraction']:g})")
+    p.add_argument("--freeze-batchnorm", action="store_true",
+                   help="keep the BatchNormalization statistics of --init fixed (inference mode while training): "
+                        "fine-tuning on a new input mix (e.g. --nontext-fraction) with small batches otherwise "
+                        "moves the running statistics away from what the weights were trained with")
     p.add_argument("--synth-val-nontext", type=_nonneg_int, default=1,
                    help="non-text validation scenes per step (with --nontext-fraction > 0)")
-    p.add_argument("--physics", choices=["none", "wiener"], default="none",
-                   help="with --synthetic: add the physics input channel, the step's Wiener deconvolution "
-                        "(pipelines.deconv; with --data the prepared set decides)")
-    p.add_argument("--init", default=None, help="start from the weights of this saved .keras model "
-                   "(a model with one input channel fewer is extended: the new channel's weights start at 0)")
-    p.add_argument("--model-arch", choices=["highway", "pyramid"], default="highway",
-                   help="highway: the design (valid convs, tiles); pyramid: multi-scale 1:7..1:56")
-    p.add_argument("--model-pyramid-dims", type=_int_list, default=(16, 24, 32, 48))
-    p.add_argument("--model-pyramid-refinements", type=_int_list, default=(1, 2, 3, 4))
+    p.add_argument("--physics", choices=["none", "wiener"], default=None,
+                   help="synthetic stream: the physics input channel, the step's Wiener deconvolution "
+                        f"(pipelines.deconv; recipe {r['physics']}); with --data the prepared set decides")
+    p.add_argument("--init", default=None, help="start from the weights of this saved .keras model and take its "
+                   "architecture and preprocessing from its card or run config (a model with one input channel "
+                   "fewer is extended: the new channel's weights start at 0)")
+    p.add_argument("--model-arch", choices=["highway", "pyramid"], default=None,
+                   help=f"pyramid: multi-scale 1:7..1:56; highway: the design (valid convs, tiles) (recipe {r['model_arch']})")
+    p.add_argument("--model-pyramid-dims", type=_int_list, default=None,
+                   help=f"recipe {_csv(r['model_pyramid_dims'])}")
+    p.add_argument("--model-pyramid-refinements", type=_int_list, default=None,
+                   help=f"recipe {_csv(r['model_pyramid_refinements'])}")
     p.add_argument("--model-input-size", type=_pos_int, default=110,
                    help="input tile size of a valid-conv model trained with --synthetic")
     p.add_argument("--run-dir", required=True, help="output folder; rerun the same command to resume")
-    p.add_argument("--steps", type=_steps_arg, default=list(range(10)),
-                   help="blur steps to train on, e.g. 0-9 or 0,2,5-9 (default 0-9)")
+    p.add_argument("--steps", type=_steps_arg, default=None,
+                   help="blur steps to train on, e.g. 0-19 or 0,2,5-9 (default 0-19)")
     p.add_argument("--epochs", type=_pos_int, default=100)
-    p.add_argument("--batch-size", type=_pos_int, default=32, help="global batch size (default 32)")
+    p.add_argument("--batch-size", type=_pos_int, default=None,
+                   help=f"global batch size (recipe {r['batch_size']}; highway 32)")
     p.add_argument("--lr", type=_lr_arg, default=10 ** -2.5, help="Adam learning rate (default 10**-2.5)")
-    p.add_argument("--model-dim", type=_pos_int, default=32)
-    p.add_argument("--model-subdim", type=_pos_int, default=32)
-    p.add_argument("--model-refinements", type=_nonneg_int, default=12)
-    p.add_argument("--model-shared-width", type=_pos_int, default=5)
-    p.add_argument("--model-max-step", type=_nonneg_int, default=N_STEPS - 1,
+    p.add_argument("--model-dim", type=_pos_int, default=None, help=f"recipe {r['model_dim']}; highway 32")
+    p.add_argument("--model-subdim", type=_pos_int, default=None, help=f"recipe {r['model_subdim']}; highway 32")
+    p.add_argument("--model-refinements", type=_nonneg_int, default=None, help=f"recipe {r['model_refinements']}")
+    p.add_argument("--model-shared-width", type=_pos_int, default=None, help=f"recipe {r['model_shared_width']}")
+    p.add_argument("--model-max-step", type=_nonneg_int, default=None,
                    help="highest step the model accepts (default 19)")
-    p.add_argument("--model-coarse-pathway", action="store_true",
-                   help="add the 2x down-scaled pathway (larger receptive field per FLOP)")
-    p.add_argument("--model-coarse-refinements", type=_nonneg_int, default=4)
+    p.add_argument("--model-coarse-pathway", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the 2x down-scaled pathway (highway design: larger receptive field per FLOP)")
+    p.add_argument("--model-coarse-refinements", type=_nonneg_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixed-precision", action="store_true",
                    help="mixed_float16 on GPU, mixed_bfloat16 on CPU; output stays float32")
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                    help="mirrored: all local GPUs; multiworker: MultiWorkerMirroredStrategy via TF_CONFIG")
-    p.add_argument("--step-weighting", action="store_true",
-                   help="sample steps in proportion to their last validation loss (floored)")
-    p.add_argument("--patience", type=_pos_int, default=10, help="EarlyStopping patience in epochs")
+    p.add_argument("--step-weighting", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"sample steps in proportion to their last validation loss (floored) (recipe: "
+                        f"{'on' if r['step_weighting'] else 'off'})")
+    p.add_argument("--patience", type=_pos_int, default=None,
+                   help=f"EarlyStopping patience in epochs (recipe {r['patience']})")
     p.add_argument("--steps-per-epoch", type=_pos_int, default=None,
-                   help="batches per epoch (default: one pass over the training tiles)")
+                   help=f"batches per epoch (synthetic stream: recipe {r['steps_per_epoch']}; "
+                        "--data: one pass over the training tiles)")
     p.add_argument("--shuffle-buffer", type=_nonneg_int, default=1024, help="tiles in the shuffle buffer")
     p.add_argument("--cycle-length", type=_pos_int, default=4, help="shards read concurrently")
     p.add_argument("--val-batch-size", type=_pos_int, default=None, help=argparse.SUPPRESS)
@@ -233,22 +258,156 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if bool(args.data) == bool(args.synthetic):
-        parser.error("give exactly one of --data DIR and --synthetic")
-    if args.data and args.nontext_fraction > 0:
+    if args.data and args.synthetic:
+        parser.error("give --data DIR or --synthetic, not both (without --data the synthetic stream is used)")
+    if args.data and args.nontext_fraction:
         parser.error("--nontext-fraction is for --synthetic (the procedural scenes are made on the fly)")
-    if args.data and args.physics != "none":
-        parser.error("--physics is for --synthetic; a prepared set has its channels already "
+    if args.data and args.physics is not None:
+        parser.error("--physics is for the synthetic stream; a prepared set has its channels already "
                      "(python -m pipelines.prepare --physics)")
-    config = TrainConfig.from_any(args)
+    if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
+        parser.error(f"--run-dir {args.run_dir} is a file, not a folder")
+    try:
+        config = resolve(args)
+    except ValueError as e:
+        parser.error(str(e))
     try:
         if config.logical_cpus:
             configure_logical_cpus(config.logical_cpus)
         train(config)
     except (DataError, RunDirError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if argv is None and _pipeline_failed():
+            _exit_now(1)
         return 1
     return 0
+
+
+# ---- the recipe: defaults from the shipped model's card, or from --init's model ------------------
+
+# What the recipe sets when neither the shipped card nor --init's model says otherwise (the
+# recipe of `bash run.sh train-default`). `python -m deblur.train --run-dir R` trains exactly this.
+RECIPE = {
+    "steps": list(range(N_STEPS)), "model_arch": "pyramid", "model_pyramid_dims": (16, 24, 32, 48),
+    "model_pyramid_refinements": (1, 2, 3, 4), "model_dim": 16, "model_subdim": 16,
+    "model_refinements": 12, "model_shared_width": 5, "model_max_step": N_STEPS - 1,
+    "model_coarse_pathway": False, "model_coarse_refinements": 4, "physics": "wiener",
+    "batch_size": 4, "steps_per_epoch": 50, "step_weighting": True, "patience": 30,
+    "synth_val_per_step": 3, "synth_workers": 1, "nontext_fraction": 0.0,
+}
+# The design's own sizes, used when --model-arch names another architecture than the recipe's
+ARCH_DEFAULTS = {"highway": {"model_dim": 32, "model_subdim": 32, "model_refinements": 12,
+                             "model_shared_width": 5, "batch_size": 32},
+                 "pyramid": {k: RECIPE[k] for k in ("model_dim", "model_subdim", "model_pyramid_dims",
+                                                    "model_pyramid_refinements", "model_shared_width", "batch_size")}}
+# TrainConfig field <- key of a card's / run config's "model" (ModelSpec) record
+MODEL_FIELDS = {"model_arch": "arch", "model_dim": "dim", "model_subdim": "subdim",
+                "model_refinements": "refinements", "model_shared_width": "shared_width",
+                "model_max_step": "max_step", "model_coarse_pathway": "coarse_pathway",
+                "model_coarse_refinements": "coarse_refinements", "model_pyramid_dims": "pyramid_dims",
+                "model_pyramid_refinements": "pyramid_refinements"}
+# training settings a card ("training") or a run config ("args") records that the recipe takes
+TRAINING_FIELDS = ("batch_size", "steps_per_epoch", "step_weighting", "patience", "nontext_fraction")
+# what must agree with --init's model for its weights to load (the flag that sets it)
+INIT_FLAGS = {f: "--" + f.replace("_", "-") for f in MODEL_FIELDS if f != "model_max_step"}
+INIT_FLAGS["physics"] = "--physics"
+
+
+def _csv(values) -> str:
+    return ",".join(map(str, values))
+
+
+def record_settings(record: dict, training: bool = False) -> dict:
+    """The TrainConfig settings a model card or a run's config.json records: architecture (its
+    "model") and physics channel (its preprocessing), with `training` also the recipe's training
+    settings (a card's "training", a run's "args")."""
+    out = {}
+    model = record.get("model") if isinstance(record.get("model"), dict) else {}
+    for name, key in MODEL_FIELDS.items():
+        if model.get(key) is not None:
+            v = model[key]
+            out[name] = tuple(v) if isinstance(v, list) else v
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    pre = record.get("preprocess") or data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
+    if isinstance(pre, dict):
+        out["physics"] = pre.get("physics", "none")  # PreprocessConfig.to_dict leaves out "none"
+    if training:
+        settings = record.get("training") or record.get("args") or {}
+        out.update({k: settings[k] for k in TRAINING_FIELDS if settings.get(k) is not None})
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recipe() -> dict:
+    """The defaults: RECIPE, updated with what the shipped model's card records, so that they
+    follow the model that ships."""
+    from .infer import DEFAULT_MODEL, card_path
+
+    return {**RECIPE, **record_settings(_read_json(card_path(DEFAULT_MODEL)), training=True)}
+
+
+def init_record(path) -> tuple[dict, Path | None]:
+    """(settings, source file) of an --init model: its card (MODEL.json beside it) or, for a
+    checkpoint in its run directory, the run's config.json; ({}, None) if neither says."""
+    path = Path(path)
+    for source in (path.with_suffix(".json"), path.parent / "config.json"):
+        settings = record_settings(_read_json(source))
+        if "model_arch" in settings:
+            return settings, source
+    return {}, None
+
+
+def resolve(args) -> "TrainConfig":
+    """A TrainConfig from parsed arguments: each option not given takes --init's model's value
+    (architecture, preprocessing), else the recipe's. ValueError naming the flag when a given flag
+    contradicts --init's model."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    base = recipe()
+    settings = {}
+    if args.init:
+        settings, source = init_record(args.init)
+        for name, flag in INIT_FLAGS.items():
+            if name not in given or name not in settings or given[name] == settings[name]:
+                continue
+            if name == "physics" and given[name] != "none":
+                continue  # adding the channel extends the model (new weights 0)
+            value = (lambda v: _csv(v) if isinstance(v, tuple) else v)
+            raise ValueError(f"{flag} {value(given[name])} contradicts --init {args.init}, whose "
+                             f"{source.name} records {flag} {value(settings[name])}; leave {flag} out "
+                             "to take the model's")
+    arch = given.get("model_arch", settings.get("model_arch", base["model_arch"]))
+    if arch != settings.get("model_arch", base["model_arch"]):  # another design than the recipe's
+        base.update(ARCH_DEFAULTS[arch])
+        settings = {}
+    values = {**base, **settings, **given}
+    values["data"], values["synthetic"] = args.data, not args.data
+    if args.data:
+        values["nontext_fraction"] = 0.0  # the stream's procedural scenes; a prepared set has none
+        if "steps_per_epoch" not in given:
+            values["steps_per_epoch"] = None  # one pass over the prepared set
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig.from_any({k: v for k, v in values.items() if k in names})
+
+
+def _pipeline_failed() -> bool:
+    return bool(getattr(sys.modules.get("deblur.data"), "PIPELINE_ERRORS", None))
+
+
+def _exit_now(code: int):
+    """End the command at once. After an error inside the tf.data pipeline, destroying its iterator
+    can deadlock (its reader threads wait for the GIL that the garbage collector holds), so the
+    process leaves without the interpreter's clean-up: every file of the run is already complete
+    (atomic writes; history.csv is flushed after each epoch)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -500,13 +659,14 @@ def _initial_epoch(run_dir: Path) -> int:
         return 0
 
 
-def _load_init(model, path):
+def _load_init(model, path, prepared: bool = False):
     """Copy the weights of a saved model into `model` (same architecture), with clear errors.
 
     A saved model with fewer input channels (e.g. trained before the physics channel was added) is
     extended: the kernels that read the input get zero weights for the new channels, so the
     extended model starts out computing exactly what the saved one did. Returns a note on what
-    was extended ("" if nothing)."""
+    was extended ("" if nothing). The error for another architecture names the flags that differ
+    (`prepared`: the input channels come from a prepared set, not from --physics)."""
     import numpy as np
 
     from .model import load_model, spec_of
@@ -518,7 +678,14 @@ def _load_init(model, path):
     diff = {k: (getattr(a, k), getattr(b, k)) for k in keys if getattr(a, k) != getattr(b, k)}
     extend = set(diff) == {"channels"} and a.channels < b.channels
     if diff and not extend:
-        raise DataError(path, f"--init model has another architecture than this run: {diff} (saved, new)")
+        flags = {**{key: f"--model-{key.replace('_', '-')}" for key in keys}, "arch": "--model-arch",
+                 "channels": "input channels" if prepared else "--physics"}
+        hint = ("prepare the set with python -m pipelines.prepare --physics "
+                f"{'wiener' if a.channels > b.channels else 'none'}" if prepared and "channels" in diff
+                else "leave these flags out to take the model's")
+        raise DataError(path, "--init model has another architecture than this run: "
+                              + "; ".join(f"{flags[k]}: model {v[0]}, this run {v[1]}" for k, v in diff.items())
+                              + f" ({hint})")
     weights, extended = [], 0
     for w, target in zip(src.get_weights(), model.get_weights()):
         if w.shape != target.shape:
@@ -561,7 +728,7 @@ def train(config) -> dict:
 
     backend = keras.backend.backend()
     if config.synthetic and config.distribute != "none":
-        raise DataError(None, "--synthetic trains on one machine (--distribute none)")
+        raise DataError(None, "the synthetic stream (no --data) trains on one machine: --distribute needs --data")
     if backend != "tensorflow" and (not config.synthetic or config.distribute != "none"):
         raise DataError(None, f"the {backend} backend trains only with --synthetic (shards use tf.data)")
     strategy = None
@@ -621,12 +788,16 @@ def train(config) -> dict:
     import contextlib
     with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
         model = build_from_spec(spec, dtype=policy)
+        if config.freeze_batchnorm:  # before compile: Keras 3 runs a non-trainable BN in inference mode
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
         optimizer = keras.optimizers.Adam(config.lr)
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
     if config.init and not state["resuming"]:  # a resumed run restores its own weights
-        note = _load_init(model, config.init)
+        note = _load_init(model, config.init, prepared=not config.synthetic)
         _log(config, f"initial weights from {config.init}" + (f"; {note}" if note else ""))
 
     sampler = None
@@ -680,12 +851,17 @@ def train(config) -> dict:
         callbacks.append(StopAfterEpoch(config.stop_after_epoch))
 
     t0 = time.time()
+    D.PIPELINE_ERRORS.clear()
     try:
         if config.synthetic:
             model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0)
         else:
             model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                       shuffle=False, verbose=0)
+    except Exception:
+        if D.PIPELINE_ERRORS:  # a bad shard: its own message, not TensorFlow's wrapper and traceback
+            raise D.PIPELINE_ERRORS[0] from None
+        raise
     finally:
         if stream is not None:
             stream.source.close()

@@ -21,18 +21,8 @@ from pipelines.errors import DataError
 from pipelines.physics import parse_steps
 from pipelines.simulate import simulate
 
-from deblur.infer import DEFAULT_MODEL
-
-from .score import (PASS, aggregate, evaluate, format_sanity, format_table,  # noqa: F401 (re-exported)
-                    highest_step_passed, parse_methods, plot)
-
-DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")
-
-
-def default_methods(model=None) -> list[str]:
-    """sharp, identity, wiener, rl, plus model when the model file exists."""
-    target = Path(model) if model is not None else DEFAULT_MODEL
-    return list(DEFAULT_METHODS) + (["model"] if target.is_file() else [])
+from .score import (DEFAULT_METHODS, PASS, aggregate, default_methods,  # noqa: F401 (re-exported)
+                    evaluate, format_sanity, format_table, highest_step_passed, parse_methods, plot)
 
 
 def main(argv=None) -> int:

@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from rapidfuzz.distance import Indel, Levenshtein
 
 from pipelines.errors import DataError
+from pipelines.interrupt import ignore_sigint, sigint_ignored
 
 TESSERACT_CONFIG = (
     "--oem 1 --psm 6 -c load_system_dawg=false -c load_freq_dawg=false "
@@ -264,6 +265,7 @@ def _init_worker() -> None:
     # Tesseract's OpenMP threads fight each other across processes; one thread each gives
     # the same text and is about 5x cheaper per call.
     os.environ["OMP_THREAD_LIMIT"] = "1"
+    ignore_sigint()  # Ctrl-C is the main process's to handle (pipelines/interrupt.py)
 
 
 def score_many(pairs, workers: int | None = None, progress: bool = True) -> list[OcrResult]:
@@ -291,15 +293,16 @@ def score_many(pairs, workers: int | None = None, progress: bool = True) -> list
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
             ) as ex:
-                futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
-                for fut in as_completed(futures):
-                    try:
+                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                    futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
+                try:
+                    for fut in as_completed(futures):
                         results[futures[fut]] = fut.result()
-                    except DataError:
-                        for f in futures:
-                            f.cancel()
-                        raise
-                    bar.update(1)
+                        bar.update(1)
+                except BaseException:  # a bad input or Ctrl-C: do not wait for the queued images
+                    for f in futures:
+                        f.cancel()
+                    raise
     finally:
         bar.close()
     return results  # type: ignore[return-value]

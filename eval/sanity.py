@@ -209,9 +209,14 @@ def attach(rows, sanity: dict, methods, ocr_fields) -> list[dict]:
     return sorted(merged, key=lambda r: (order.get(r["method"], len(order)), r["step"]))
 
 
-def _chain(rows, method, ok) -> int:
+def _chain(rows, method, ok) -> int | None:
+    """The highest step up to which every step from 0 is `ok` (-1: step 0 is not; None: the method
+    has rows, but none at step 0, so a subset cannot tell, as eval.score.highest_step_passed)."""
+    mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"])
+    if mine and mine[0]["step"] != 0:
+        return None
     best = -1
-    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"]):
+    for r in mine:
         if r["step"] != best + 1 or not ok(r):
             break
         best = r["step"]
@@ -220,7 +225,7 @@ def _chain(rows, method, ok) -> int:
 
 def highest_sanity_step(rows, method) -> int | None:
     """The sanity check alone: passed at every step from 0 up to it (-1 if step 0 fails); None
-    when the method has no sanity measurement."""
+    when the method has no sanity measurement or no row at step 0."""
     if not any(r.get("sanity_passed") is not None for r in rows if r["method"] == method):
         return None
     return _chain(rows, method, lambda r: r.get("sanity_passed") is True)
@@ -228,7 +233,7 @@ def highest_sanity_step(rows, method) -> int | None:
 
 def highest_step_passed_with_sanity(rows, method, pass_score: float) -> int | None:
     """The challenge rule with the sanity check: OCR score >= `pass_score` AND sanity passed at
-    every step from 0 up to it; None when the method has no sanity measurement."""
+    every step from 0 up to it; None when the method has no sanity measurement or no row at step 0."""
     if highest_sanity_step(rows, method) is None:
         return None
     return _chain(rows, method, lambda r: r.get("score") is not None and r["score"] >= pass_score

@@ -4,6 +4,8 @@ OCR scorer, per blur step.
     python -m eval.score --data DIR [--methods sharp,identity,wiener,rl,model] [--steps 0-19]
         [--model PATH] [--out out/score] [--samples N] [--workers N] [--sanity-only | --no-sanity]
 
+Default methods: sharp, identity, wiener, rl and model (when the model file is there).
+
 Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50 columns white):
   sharp     CAM01 as is: the ceiling
   identity  CAM02 (blurred) as is
@@ -18,7 +20,9 @@ Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG imag
 (`pipelines.images.load_image`). `--samples N` takes the first N samples per font
 per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
 number of failures, mean character error rate, pass (score >= 70); per method the highest step
-passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails).
+passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails; "n/a
+(step 0 not scored)" on a subset that does not start at step 0). Steps outside those the model's
+card says it was trained on are scored and flagged with a * in the tables.
 
 The sanity check (eval.sanity, docs/sanity.md): where the data hold sanity images
 (`focusStep_N_Image_<name>`, `focusStep_N_QRcode`; the simulator writes them), every method also
@@ -50,6 +54,7 @@ from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it
 from pipelines.atomic import atomic_path, write_text_atomic
 from pipelines.errors import DataError
 from pipelines.images import load_image
+from pipelines.interrupt import ignore_sigint, sigint_ignored
 from pipelines.output import to_uint8, write_png
 from pipelines.physics import parse_steps
 
@@ -60,6 +65,9 @@ from .sanity import (FLOOR, MEDIAN_MIN, SANITY_FIELDS, SanityScorer, aggregate_s
 
 PASS = 70
 METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto", "wiener-reg")
+DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")  # + model when its file exists
+NOT_SCORED = "n/a (step 0 not scored)"
+UNTRAINED = "*"  # marks a step outside the steps the model was trained on
 FONTS = ("Times", "Verdana")
 ROW_FIELDS = ("method", "step", "n", "score", "score_times", "score_verdana", "failures", "cer", "passed")
 
@@ -76,6 +84,12 @@ def check_model(path=None) -> Path:
             " (no default model shipped yet: train one with deblur.train and pass --model PATH)"
             if path is None else ""))
     return target
+
+
+def default_methods(model=None) -> list[str]:
+    """sharp, identity, wiener, rl, plus model when the model file (default: the shipped one) exists."""
+    target = Path(model) if model is not None else DEFAULT_MODEL
+    return list(DEFAULT_METHODS) + (["model"] if target.is_file() else [])
 
 
 def parse_methods(text: str) -> list[str]:
@@ -113,6 +127,11 @@ class ModelMethod:
         """Whether the model was built for this step (a model trained on steps 0-9 is not scored
         beyond: those steps count as not passed)."""
         return int(step) <= self.max_step
+
+    def outside_training(self, step: int) -> bool:
+        """Whether the model's card says it was trained on other steps (flagged in the tables)."""
+        check = getattr(self.deblurrer, "outside_training", None)
+        return bool(check(step)) if callable(check) else False
 
     def __call__(self, sample) -> np.ndarray:
         # the loader's float [0, 1] (any format); for a uint16 TIFF it is exactly the uint16 / 65535
@@ -191,8 +210,11 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
                 bar.update(1)
         else:
             jobs = [(name, data_root, params, s, p) for s, p in zip(samples, paths)]
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-                for _ in ex.map(_produce, jobs, chunksize=4):
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                     initializer=ignore_sigint) as ex:
+                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                    done = ex.map(_produce, jobs, chunksize=4)
+                for _ in done:
                     bar.update(1)
     finally:
         bar.close()
@@ -238,14 +260,22 @@ def official_score_of(record) -> int:
     return 0 if record["score"] is None else int(record["score"])
 
 
-def highest_step_passed(rows, method) -> int:
-    """Challenge rule: every step from 0 up to it passed (-1 if step 0 fails or is missing)."""
+def highest_step_passed(rows, method) -> int | None:
+    """Challenge rule: every step from 0 up to it passed (-1 if step 0 fails or the method has no
+    rows; None if the method was scored, but not at step 0: a subset cannot tell)."""
+    mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"])
+    if mine and mine[0]["step"] != 0:
+        return None
     best = -1
-    for r in sorted((r for r in rows if r["method"] == method), key=lambda r: r["step"]):
+    for r in mine:
         if r["step"] != best + 1 or r.get("score") is None or r["score"] < PASS:
             break
         best = r["step"]
     return best
+
+
+def format_highest(value) -> str:
+    return NOT_SCORED if value is None else str(value)
 
 
 def summary(rows) -> dict:
@@ -273,7 +303,8 @@ def format_table(rows) -> str:
     lines = [f"{head[0]:<9} {head[1]:>4} {head[2]:>3} {head[3]:>6} {head[4]:>6} {head[5]:>7} "
              f"{head[6]:>4} {head[7]:>6} {head[8]:>4}"]
     for r in rows:
-        lines.append(f"{r['method']:<9} {r['step']:>4} {r['n']:>3} {_fmt(r['score']):>6} "
+        step = f"{r['step']}{UNTRAINED if r.get('untrained') else ''}"
+        lines.append(f"{r['method']:<9} {step:>4} {r['n']:>3} {_fmt(r['score']):>6} "
                      f"{_fmt(r['score_times']):>6} {_fmt(r['score_verdana']):>7} {r['failures']:>4} "
                      f"{_fmt(r['cer'], 3):>6} {_fmt(r['passed']):>4}")
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -282,11 +313,16 @@ def format_table(rows) -> str:
     lines += ["", "mean official score per step:",
               f"{'step':>4} " + " ".join(f"{m:>9}" for m in methods)]
     for s in steps:
-        lines.append(f"{s:>4} " + " ".join(f"{_fmt(by[(m, s)]['score']) if (m, s) in by else '-':>9}"
-                                            for m in methods))
+        lines.append(f"{s:>4} " + " ".join(f"{_cell(by.get((m, s)), _fmt):>9}" for m in methods))
     lines.append("highest step passed (every step from 0 up to it >= 70): "
-                 + ", ".join(f"{m} {highest_step_passed(rows, m)}" for m in methods))
+                 + ", ".join(f"{m} {format_highest(highest_step_passed(rows, m))}" for m in methods))
+    if any(r.get("untrained") for r in rows):
+        lines.append(f"{UNTRAINED} outside the steps the model was trained on (its card)")
     return "\n".join(lines)
+
+
+def _cell(row, fmt) -> str:
+    return "-" if row is None else fmt(row["score"]) + (UNTRAINED if row.get("untrained") else "")
 
 
 def markdown_table(rows) -> str:
@@ -297,8 +333,8 @@ def markdown_table(rows) -> str:
     out = ["| step | " + " | ".join(map(str, steps)) + " | highest passed |",
            "|---" * (len(steps) + 2) + "|"]
     for m in methods:
-        cells = [f"{by[(m, s)]['score']:.0f}" if (m, s) in by else "-" for s in steps]
-        out.append(f"| {m} | " + " | ".join(cells) + f" | {highest_step_passed(rows, m)} |")
+        cells = [_cell(by.get((m, s)), lambda v: f"{v:.0f}") for s in steps]
+        out.append(f"| {m} | " + " | ".join(cells) + f" | {format_highest(highest_step_passed(rows, m))} |")
     return "\n".join(out)
 
 
@@ -325,7 +361,7 @@ def plot(rows, path) -> None:
         ax = axes[0][0]
         for method in dict.fromkeys(r["method"] for r in rows):
             pts = sorted((r["step"], r["score"]) for r in rows if r["method"] == method and r.get("score") is not None)
-            label = f"{method} ({highest_step_passed(rows, method)}"
+            label = f"{method} ({format_highest(highest_step_passed(rows, method))}"
             with_sanity = highest_step_passed_with_sanity(rows, method, PASS) if has_sanity else None
             label += ")" if with_sanity is None else f"; with sanity {with_sanity})"
             ax.plot(*zip(*pts), marker="o", ms=4, label=label)
@@ -389,6 +425,8 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
 
     t0 = time.perf_counter()
     out = Path(out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise DataError(out, "--out is a file, not a folder")
     methods = parse_methods(",".join(methods)) if not isinstance(methods, str) else parse_methods(methods)
     sanity_set = select_sanity(data, steps) if (sanity or sanity_only) else []
     if sanity_only and not sanity_set:
@@ -406,11 +444,20 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if "model" in methods:  # load it before any other work: a bad model fails fast
         fns["model"] = ModelMethod(model)
         per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
-        if len(per_method["model"]) < len(chosen):
+        if any(not fns["model"].supports(s.step) for s in chosen or sanity_set):
             echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
     if "model-auto" in methods:
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
+    pool = chosen or sanity_set  # what the methods run on (--sanity-only: the sanity images alone)
+    empty = [m for m in methods if not any(m not in fns or fns[m].supports(s.step) for s in pool)]
+    if len(empty) == len(methods):
+        raise DataError(fns[methods[0]].path or DEFAULT_MODEL,
+                        f"the model was built for steps 0-{fns[methods[0]].max_step}: none of the chosen "
+                        f"steps {format_steps(found)} can be scored")
+    if empty:
+        echo(f"note: {', '.join(empty)} not scored: no chosen step is within the model's steps")
+        methods = [m for m in methods if m not in empty]
     # the methods in fns are loaded from --model, which per_image.csv does not record: always rescore them
     reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse and chosen else {}
     reused = {m: r for m, r in reused.items() if r is not None}
@@ -439,6 +486,15 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if chosen:  # the leaderboard's rows are the text rows: a step without text images gets none
         sanity_rows = {k: v for k, v in sanity_rows.items() if k in {(r["method"], r["step"]) for r in rows}}
     rows = attach(rows, sanity_rows, methods, ROW_FIELDS) if sanity_set else rows
+    untrained = {m: sorted({r["step"] for r in rows if r["method"] == m and fn.outside_training(r["step"])})
+                 for m, fn in fns.items()}
+    for r in rows:
+        if r["step"] in untrained.get(r["method"], ()):
+            r["untrained"] = True
+    for m, steps_out in untrained.items():
+        if steps_out:
+            echo(f"note: {m}: step(s) {format_steps(steps_out)} are outside the steps the model was trained on "
+                 f"(flagged {UNTRAINED})")
     best = summary(rows) if chosen else {}
     write_csv(out / "leaderboard.csv", rows, ROW_FIELDS + SANITY_FIELDS)
     if records:
@@ -478,8 +534,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="HDC2021 data (training or evaluation layout)")
-    ap.add_argument("--methods", default="sharp,identity,wiener,rl",
-                    help=f"comma-separated, from {','.join(METHODS)} (default: %(default)s)")
+    ap.add_argument("--methods", default=None,
+                    help=f"comma-separated, from {','.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}, "
+                         "and model when its file exists)")
     ap.add_argument("--steps", default="0-19")
     ap.add_argument("--model", type=Path, default=None, help="a .keras model (default: the shipped one)")
     ap.add_argument("--out", type=Path, default=Path("out/score"))
@@ -496,13 +553,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         steps = parse_steps(args.steps)
-        methods = parse_methods(args.methods)
+        methods = parse_methods(args.methods) if args.methods else default_methods(args.model)
     except ValueError as e:
         ap.error(str(e))
     if args.samples is not None and args.samples < 1:
         ap.error("--samples must be at least 1")
     if args.workers is not None and args.workers < 1:
         ap.error("--workers must be at least 1")
+    started = time.time()
     try:
         result = evaluate(args.data, methods, steps, args.out, args.samples, args.workers, args.model,
                           progress=not args.quiet, reuse=args.reuse, sanity=not args.no_sanity,
@@ -510,6 +568,12 @@ def main(argv=None) -> int:
     except (DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # every file is written atomically: what is there is complete
+        images = args.out / "images"
+        n = sum(1 for p in images.rglob("*.png") if p.stat().st_mtime >= started) if images.is_dir() else 0
+        print(f"\ninterrupted: {n} images written under {images}, no leaderboard written (no partial file)",
+              file=sys.stderr)
+        return 130
     print()
     if not args.sanity_only:
         print(format_table(result["rows"]))

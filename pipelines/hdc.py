@@ -133,11 +133,12 @@ def _text_beside(stem: str, *folders: Path) -> Path:
     return folders[0] / f"{stem}.txt"
 
 
-def find_samples(root, steps=None, fonts=None) -> list[Sample]:
+def find_samples(root, steps=None, fonts=None, skipped: list | None = None) -> list[Sample]:
     """Every text sample below root, sorted by (step, font, sample, folder).
 
     Calibration shots, QR targets and sanity photos are not text samples and are skipped.
-    Raises DataError for a blurred image whose sharp partner or text file is missing.
+    Raises DataError for a blurred image whose sharp partner or text file is missing or bad; with a
+    `skipped` list, appends {"file", "problem"} to it instead and leaves the sample out.
     """
     samples = []
     for folder in blurred_folders(root):
@@ -149,12 +150,17 @@ def find_samples(root, steps=None, fonts=None) -> list[Sample]:
             step, font, sid = int(m.group(1)), FONTS[m.group(2)], int(m.group(3))
             if (steps is not None and step not in steps) or (fonts is not None and font not in fonts):
                 continue
-            sharp = find_image(sharp_folder, image.stem)
-            if sharp is None:
-                raise DataError(image, f"no sharp partner: {sharp_folder / image.stem}"
-                                       f"{{{','.join(IMAGE_SUFFIXES)}}} is missing")
-            text_path = _text_beside(image.stem, sharp_folder, folder)
-            samples.append(Sample(step, font, sid, image, sharp, text_path, read_text(text_path)))
+            try:
+                sharp = find_image(sharp_folder, image.stem)
+                if sharp is None:
+                    raise DataError(image, f"no sharp partner: {sharp_folder / image.stem}"
+                                           f"{{{','.join(IMAGE_SUFFIXES)}}} is missing")
+                text_path = _text_beside(image.stem, sharp_folder, folder)
+                samples.append(Sample(step, font, sid, image, sharp, text_path, read_text(text_path)))
+            except DataError as e:
+                if skipped is None:
+                    raise
+                skipped.append({"file": str(e.path), "problem": e.problem})
     samples.sort(key=lambda s: (s.step, s.font, s.sample_id, str(s.blurred)))
     return samples
 

@@ -12,7 +12,10 @@ so every reader goes through `load_image`, which returns float32 in [0, 1] whate
     `ImageOps.grayscale`. An alpha channel is ignored, as the scorer ignores it (the official
     example.png is RGBA, the circulating sharp JPEG is RGB, both with R = G = B).
   * Every problem is a DataError naming the file: missing, unreadable or truncated, wrong bit depth,
-    not an image plane, wrong size.
+    not an image plane, wrong size, larger than MAX_PIXELS (every format; the size is read from the
+    header before anything is decoded).
+  * Hidden files (name starting with ".", such as an interrupted write's temporary file) are not
+    images of a folder; a broken or looping symbolic link is listed, so that reading it reports it.
 
 When a folder holds the same name in several formats (foo.tif and foo.png), `find_image` and
 `image_files` take the first in IMAGE_SUFFIXES order: TIFF (the lossless original), then PNG, then
@@ -20,6 +23,7 @@ JPEG.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,8 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # ITU-R 601-2, as Pill
 # Pillow modes whose pixels are not plain gray/RGB(A) integers: converted first (palette, 1-bit, CMYK)
 _PILLOW_CONVERT = {"1": "L", "P": "RGBA", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
                    "HSV": "RGB"}
+# One size limit for every format (an HDC frame is 3.4 Mpx); below Pillow's own bomb warning (89 Mpx)
+MAX_PIXELS = 64_000_000
 
 
 def is_image(path) -> bool:
@@ -50,7 +56,7 @@ def image_files(folder) -> list[Path]:
     sorted by file name."""
     chosen: dict[str, Path] = {}
     for p in Path(folder).iterdir():
-        if is_image(p) and p.is_file():
+        if is_image(p) and not p.name.startswith(".") and (p.is_file() or (p.is_symlink() and not p.exists())):
             old = chosen.get(p.stem)
             if old is None or (_preference(p), p.name) < (_preference(old), old.name):
                 chosen[p.stem] = p
@@ -70,11 +76,25 @@ def find_image(folder, stem: str) -> Path | None:
     return next((p for p in image_files(folder) if p.stem == stem), None)
 
 
+def check_pixels(path, width: int, height: int, channels: int = 1) -> None:
+    """DataError if an image of this size is over MAX_PIXELS (checked before decoding it)."""
+    if width * height > MAX_PIXELS:
+        raise DataError(path, f"image of {width} x {height} px (w x h, {width * height / 1e6:.1f} Mpx) "
+                              f"is larger than the {MAX_PIXELS / 1e6:.0f} Mpx limit")
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape)
+            plane = shape[:-1] if len(shape) == 3 and shape[-1] <= 4 else shape  # without colour channels
+            if len(plane) >= 2:
+                check_pixels(path, int(plane[-1]), int(np.prod(plane[:-1])))
+            return tif.asarray()
+    except DataError:
+        raise
     except Exception as e:  # tifffile raises many types for truncated or foreign files
         raise DataError(path, f"unreadable or truncated TIFF ({type(e).__name__}: {e})") from None
 
@@ -95,10 +115,18 @@ def _read_pillow(path: Path, kind: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path, formats=["PNG", "JPEG"]) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS says it
+            im = Image.open(path, formats=["PNG", "JPEG"])
+        with im:
+            check_pixels(path, *im.size)
             im.load()  # decode now: a truncated file fails here, not later
             return pillow_array(im)
-    except Exception as e:  # OSError (truncated, not an image), SyntaxError, DecompressionBombError
+    except DataError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataError(path, f"image is larger than the {MAX_PIXELS / 1e6:.0f} Mpx limit") from None
+    except Exception as e:  # OSError (truncated, not an image), SyntaxError
         raise DataError(path, f"unreadable or truncated {kind} ({type(e).__name__}: {e})") from None
 
 
@@ -119,12 +147,21 @@ def _to_unit_gray(path: Path, data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32) / full
 
 
+def to_unit_gray(data: np.ndarray) -> np.ndarray:
+    """An 8/16-bit gray or colour array -> (h, w) float32 in [0, 1], converted as `load_image`
+    converts files (for images already in memory, e.g. `deblur.infer.Deblurrer.deblur`)."""
+    try:
+        return _to_unit_gray(Path("image"), np.asarray(data))
+    except DataError as e:
+        raise ValueError(e.problem) from None
+
+
 def load_image(path, expect_shape: tuple[int, int] | None = IMAGE_SHAPE) -> np.ndarray:
     """Load a TIFF, PNG or JPEG image as (h, w) float32 in [0, 1] (module docstring for the rules);
     `expect_shape` (h, w), None for any size. DataError naming the file for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "file not found")
+        raise DataError(path, "broken symbolic link or link loop" if path.is_symlink() else "file not found")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise DataError(path, f"not a supported image type (expected one of {', '.join(IMAGE_SUFFIXES)})")

@@ -7,9 +7,13 @@
 Per pair: down-scale, vignetting removal and median channels of the blurred image; binarised sharp
 target registered into the blurred camera's frame; overlapping tiles (geometry from the model's
 input and output sizes). Shards go to OUT/shards (see pipelines/shards.py), one per (step, split,
-chunk of images); the split is by sample, never by tile. Shards are written atomically, so a
-re-run skips finished ones; a changed configuration refuses to mix with old shards unless
---overwrite is given.
+chunk of images); the split is by sample, never by tile. Shards are written atomically, each with
+its record (shards/NAME.json: images, skipped pairs, registration), so a re-run skips finished
+ones and its manifest still covers every pair (a shard without its record is made again). A
+changed configuration, or a changed list of input files (OUT/prepare_inputs.json: names, sizes
+and modification times), refuses to mix with old shards unless --overwrite is given (which starts
+over). The options and the data are checked before anything is written; Ctrl-C leaves only
+complete shards and says how many.
 
 Registration (CAM01 -> CAM02 geometry, pipelines.registration):
   step   (default) estimated on --registration-pairs pairs of each step (spread over the step's
@@ -37,6 +41,7 @@ if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -52,11 +57,13 @@ from .atomic import write_text_atomic  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .deconv import PHYSICS_CHANNELS  # noqa: E402
 from .hdc import find_samples  # noqa: E402
-from .shards import SHARD_DIR, file_sha256, read_shard, shard_name, write_manifest, write_shard  # noqa: E402
+from .interrupt import ignore_sigint, sigint_ignored  # noqa: E402
+from .shards import SHARD_DIR, file_sha256, shard_name, write_manifest, write_shard  # noqa: E402
 from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
                      estimate_step_geometry, make_config, pair_stages)
 
 CONFIG_FILE = "prepare_config.json"
+INPUTS_FILE = "prepare_inputs.json"
 STEP_REGISTRATION_FILE = "step_registration.json"
 PREVIEW_FILE = "preview.png"
 
@@ -105,6 +112,57 @@ def prepare_pair(sample, cfg: dict, geometry=None) -> tuple[np.ndarray, np.ndarr
     return x, y, stages["info"]
 
 
+def check_options(factor, val_fraction, in_size, out_size, images_per_shard) -> None:
+    """ValueError naming the option, for a value prepare cannot use (before anything is written)."""
+    if not (math.isfinite(float(factor)) and float(factor) >= 1):
+        raise ValueError(f"--downscale must be a factor >= 1, got {factor}")
+    if not 0 <= float(val_fraction) < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if int(images_per_shard) < 1:
+        raise ValueError(f"--images-per-shard must be at least 1, got {images_per_shard}")
+    if not 1 <= int(out_size) <= int(in_size) or (int(in_size) - int(out_size)) % 2:
+        raise ValueError(f"--in-size {in_size} and --out-size {out_size}: need 1 <= out-size <= in-size, "
+                         "differing by an even number")
+
+
+def input_listing(data, samples) -> list[list]:
+    """[path relative to the data folder, size, mtime_ns] of every file the samples are read from,
+    sorted: what a resumed run must find unchanged."""
+    rows = set()
+    for s in samples:
+        for p in (s.blurred, s.sharp, s.text_path):
+            st = p.stat()
+            rows.add((os.path.relpath(p, data), st.st_size, st.st_mtime_ns))
+    return [list(r) for r in sorted(rows)]
+
+
+def _listing_changes(old, new) -> str:
+    old = {r[0]: r[1:] for r in old} if isinstance(old, list) else {}
+    new = {r[0]: r[1:] for r in new}
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    first = (added or removed or changed or ["?"])[0]
+    return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed, e.g. {first}"
+
+
+def _read_json(path: Path):
+    """The JSON in `path`, None if there is no file, "unreadable" if it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "unreadable"
+
+
+def _shard_record(path: Path) -> dict | None:
+    """The record of a finished shard (written after it), None if the shard must be made again."""
+    record = _read_json(path.with_suffix(".json"))
+    if not isinstance(record, dict) or not path.is_file() or record.get("sha256") != file_sha256(path):
+        return None
+    return record
+
+
 def _build_shard(job) -> dict:
     path, samples, step, split, cfg, skip_bad, geometry = job
     xs, ys, images, skipped, registrations = [], [], [], [], []
@@ -124,8 +182,10 @@ def _build_shard(job) -> dict:
         return {"file": None, "skipped": skipped}
     x = np.concatenate(xs)
     entry = write_shard(path, x, np.concatenate(ys), np.full(len(x), step), np.concatenate(images))
-    return {**entry, "step": step, "split": split, "images": len(xs), "skipped": skipped,
-            "registration": registrations}
+    record = {**entry, "step": step, "split": split, "images": len(xs), "skipped": skipped,
+              "registration": registrations}
+    write_text_atomic(Path(path).with_suffix(".json"), json.dumps(record))  # after the shard: see _shard_record
+    return record
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +216,8 @@ def worker_pool(workers: int):
         return
     single = all(os.environ.get(k) == v for k, v in ONE_THREAD_ENV.items())
     method = "fork" if single and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with env_defaults(ONE_THREAD_ENV), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with env_defaults(ONE_THREAD_ENV), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                           initializer=ignore_sigint) as pool:
         yield pool
 
 
@@ -170,7 +231,8 @@ def run_jobs(pool, fn, jobs: list, done=None) -> list:
             if done:
                 done(job)
         return results
-    futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+    with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
     results = [None] * len(jobs)
     try:
         for fut in as_completed(futures):
@@ -220,22 +282,38 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
     registration and the shards; "seconds_registration" the step registration alone.
     """
     out = Path(out)
+    check_options(factor, val_fraction, in_size, out_size, images_per_shard)
+    if os.path.lexists(out) and not out.is_dir():
+        raise DataError(out, "--out is a file, not a folder")
     cfg = make_config(data, steps, factor=factor, val_fraction=val_fraction, seed=seed, in_size=in_size,
                       out_size=out_size, registration=registration, registration_pairs=registration_pairs,
                       images_per_shard=images_per_shard, physics=physics)
-    cfg_path = out / CONFIG_FILE
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg)):
-        if not overwrite:
-            raise DataError(cfg_path, "existing shards were made with another configuration; "
-                                      "use --overwrite to replace them or choose another --out")
-        shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
-        (out / STEP_REGISTRATION_FILE).unlink(missing_ok=True)
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
-
-    samples = find_samples(data, steps=set(steps))
+    # the data first: a bad data folder leaves nothing behind that could block the corrected re-run
+    unusable = [] if skip_bad else None  # pairs without a sharp partner or a readable text
+    samples = find_samples(data, steps=set(steps), skipped=unusable)
     if not samples:
         raise DataError(data, f"no text samples for steps {steps}")
+    listing = input_listing(data, samples)
+    cfg_path, inputs_path = out / CONFIG_FILE, out / INPUTS_FILE
+    old_cfg, old_inputs = _read_json(cfg_path), _read_json(inputs_path)
+    has_shards = any((out / SHARD_DIR).glob("step*.npz"))  # not the hidden temporary files
+    if old_cfg is not None and old_cfg != json.loads(json.dumps(cfg)):
+        changed, where = "existing shards were made with another configuration", cfg_path
+    elif old_inputs is not None and old_inputs != listing:
+        changed, where = (f"the input files changed since the shards here were made "
+                          f"({_listing_changes(old_inputs, listing)})"), inputs_path
+    else:
+        changed = where = None
+    if changed and has_shards and not overwrite:
+        raise DataError(where, f"{changed}; use --overwrite to start over or choose another --out")
+    if changed:
+        shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+    if changed or old_inputs is None:  # a step geometry of other (or unknown) inputs
+        (out / STEP_REGISTRATION_FILE).unlink(missing_ok=True)
+    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(cfg_path, json.dumps(cfg, indent=2, sort_keys=True))
+    write_text_atomic(inputs_path, json.dumps(listing))
+
     split = split_by_sample(samples, val_fraction, seed)
     jobs, done = [], []
     for step in steps:
@@ -244,11 +322,9 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
             for k in range(0, len(group), images_per_shard):
                 path = out / SHARD_DIR / shard_name(step, part, k // images_per_shard)
                 chunk = group[k:k + images_per_shard]
-                if path.is_file():  # finished in an earlier run (writes are atomic)
-                    arrays = read_shard(path)
-                    done.append({"file": path.name, "count": len(arrays["x"]), "sha256": file_sha256(path),
-                                 "step": step, "split": part, "images": len(chunk), "skipped": [],
-                                 "resumed": True})
+                record = _shard_record(path)
+                if record is not None:  # finished in an earlier run
+                    done.append({**record, "resumed": True})
                 else:
                     jobs.append([path, chunk, step, part, cfg, skip_bad, None])
     shown = []
@@ -277,11 +353,11 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
         bar.close()
     seconds = time.perf_counter() - t0 - t_preview
     shards = sorted([r for r in results + done if r["file"]], key=lambda r: r["file"])
-    skipped = [s for r in results for s in r["skipped"]]
+    skipped = (unusable or []) + [s for r in results + done for s in r["skipped"]]
     manifest = {"config": cfg, "shards": [{k: v for k, v in r.items() if k not in ("skipped", "registration")}
                                           for r in shards],
                 "splits": {k: v for k, v in sorted(split.items())}, "skipped": skipped,
-                "registration": [g for r in results for g in r.get("registration", [])],
+                "registration": [g for r in shards for g in r.get("registration", [])],
                 "counts": {part: sum(r["count"] for r in shards if r["split"] == part) for part in ("train", "val")},
                 "seconds": round(seconds, 2), "seconds_registration": round(t_reg, 2),
                 "pairs_processed": sum(len(j[1]) for j in jobs), "workers": workers}
@@ -327,6 +403,10 @@ def main(argv=None) -> int:
     if args.workers is not None and args.workers < 1:
         ap.error("--workers needs at least 1")
     try:
+        check_options(args.downscale, args.val_fraction, args.in_size, args.out_size, args.images_per_shard)
+    except ValueError as e:
+        ap.error(str(e))
+    try:
         m = prepare(args.data, args.out, steps, factor=args.downscale, workers=args.workers,
                     val_fraction=args.val_fraction, seed=args.seed, in_size=args.in_size,
                     out_size=args.out_size, registration=args.registration,
@@ -336,6 +416,13 @@ def main(argv=None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # workers finish their shard (atomic writes), the rest is cancelled
+        n = len(list((args.out / SHARD_DIR).glob("step*.npz"))) if args.out.is_dir() else 0
+        print(f"\ninterrupted: {n} complete shards in {args.out / SHARD_DIR}, no partial file, no manifest; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    for s in m["skipped"]:
+        print(f"skipped: {s['file']}: {s['problem']}", file=sys.stderr)
     head = (f"{len(m['shards'])} shards, {m['counts']['train']} train / {m['counts']['val']} val tiles, "
             f"{len(m['skipped'])} skipped; ")
     if not m["pairs_processed"]:

@@ -37,9 +37,11 @@ DEFAULT_BORDER = (0.12, 0.10, 0.06, 0.08)
 DEFAULT_TERMS = ("1", "x", "x2", "y", "y2", "d")
 KNOWN_TERMS = ("1", "x", "x2", "y", "y2", "d", "d2", "xy")
 VIGNETTING_MODES = ("divide", "subtract", "none")
-# The fitted background is kept within these quantiles of the sampled border values ...
-BACKGROUND_RANGE = (0.01, 0.99)
-BACKGROUND_SLACK = 0.25  # ... widened by this fraction of their spread on both sides
+# The fitted background stays within this fraction of the border's median level. Vignetting makes
+# the corners 5-15 % darker (about -9 % / +8 % around the median), so text images never reach it;
+# a photo's border is no white page, and a free fit would divide its large-scale brightness out
+# (sky bright, coat dark: gone from the input) or dip towards 0 and stretch it without bound.
+BACKGROUND_RANGE = 0.2
 _MIN_BACKGROUND = 1e-3  # guards "divide" against a (nonsensical) zero or negative background
 
 
@@ -268,11 +270,9 @@ def estimate_background(image, terms=DEFAULT_TERMS, border=DEFAULT_BORDER, n_sam
     if discard > 0 and keep >= len(t):
         order = np.argsort(np.abs(design @ coef - values), kind="stable")[:keep]
         coef = np.linalg.lstsq(design[order], values[order], rcond=None)[0]
-    # a photo's border is no white page: the fitted surface may dip far below (or above) every
-    # border value inside the frame, and a division by it would stretch the picture without
-    # bound; text images' vignetting stays inside the border's own range, so this never binds there
-    lo, hi = np.quantile(values, BACKGROUND_RANGE)
-    lo, hi = lo - BACKGROUND_SLACK * (hi - lo), hi + BACKGROUND_SLACK * (hi - lo)
+    # BACKGROUND_RANGE: never binds on text images, keeps a photo's large-scale brightness
+    level = float(np.median(values))
+    lo, hi = level * (1 - BACKGROUND_RANGE), level * (1 + BACKGROUND_RANGE)
     # evaluate on the full grid: separable terms by broadcasting, d computed once
     X, Y = xn[None, :], yn[:, None]
     bg = np.zeros((h, w), dtype=np.float64)

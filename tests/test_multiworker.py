@@ -32,7 +32,7 @@ import pytest
 from test_train import _env, _rows, make_set
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--model-dim", "4", "--model-subdim", "4", "--model-refinements", "3", "--model-shared-width", "3"]
+TINY = ["--model-arch", "highway", "--no-step-weighting", "--model-dim", "4", "--model-subdim", "4", "--model-refinements", "3", "--model-shared-width", "3"]
 TIMEOUT = 900  # seconds for the whole two-worker run (~30 s on 2 idle cores; >300 s measured
 # with two trainings sharing them)
 LOSS_RTOL, VAL_RTOL = 2e-3, 1e-4

@@ -6,7 +6,7 @@ import pytest
 from pipelines import nontext as N
 from pipelines import physics as P
 from pipelines.deconv import physics_channel
-from pipelines.preprocess import PreprocessConfig, estimate_background, remove_vignetting
+from pipelines.preprocess import BACKGROUND_RANGE, PreprocessConfig, estimate_background, remove_vignetting
 from pipelines.scene import DISPLAY_SHAPE
 from pipelines.synth import grey_target_small, is_nontext, synth_pair
 
@@ -72,9 +72,25 @@ def test_background_fit_stays_within_the_border_values():
     img[:, : w // 2] = 0.15
     img[30:180, 40:300] = np.random.default_rng(0).uniform(0.1, 0.95, (150, 260))
     bg = estimate_background(img)
-    assert bg.min() >= 0.15 - 0.25 * 0.75 - 1e-6 and bg.max() <= 0.9 + 0.25 * 0.75 + 1e-6
+    assert bg.max() / bg.min() <= (1 + BACKGROUND_RANGE) / (1 - BACKGROUND_RANGE) + 1e-4
     corrected, _ = remove_vignetting(img)
     assert np.isfinite(corrected).all() and corrected.max() < 20
+    # the picture's large-scale brightness survives: its dark left half stays darker than the right
+    assert corrected[:, :100].mean() < corrected[:, 240:].mean() - 0.3
+
+
+def test_background_clamp_never_binds_on_a_text_image(monkeypatch):
+    """On a real text frame (vignetting, noise, blur tails at step 19) the fit is what it was
+    without the clamp."""
+    import pipelines.preprocess as pre
+
+    for step in (0, 19):
+        blurred = synth_pair(3, 0, step=step).blurred
+        clamped = estimate_background(blurred)
+        monkeypatch.setattr(pre, "BACKGROUND_RANGE", 10.0)
+        np.testing.assert_array_equal(estimate_background(blurred), clamped)
+        monkeypatch.undo()
+        assert clamped.max() / clamped.min() > 1.05  # the vignetting is there
 
 
 def test_physics_channel_keeps_a_bright_region_on_a_dark_border():

@@ -48,7 +48,7 @@ def test_highest_step_passed_edge_cases():
     assert S.highest_step_passed(_rows([90, 80, 70, 69.9, 95]), "m") == 2   # 70 passes, 69.9 not
     assert S.highest_step_passed(_rows([60, 90]), "m") == -1                 # step 0 fails
     assert S.highest_step_passed(_rows([100] * 20), "m") == 19
-    assert S.highest_step_passed(_rows([90, 90], start=1), "m") == -1        # step 0 not scored
+    assert S.highest_step_passed(_rows([90, 90], start=1), "m") is None      # step 0 not scored: n/a
     gap = [r for r in _rows([90, 90, 90]) if r["step"] != 1]
     assert S.highest_step_passed(gap, "m") == 0                              # a missing step stops it
     assert S.highest_step_passed(_rows([90]), "other") == -1
@@ -93,7 +93,8 @@ def test_cli_on_a_simulated_evaluation_tree(sim_eval, tmp_path, capsys):
     assert sharp["score_times"] != "" and sharp["score_verdana"] != ""
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["methods"] == ["sharp", "identity", "wiener"] and data["steps"] == [5]
-    assert data["highest_step_passed"]["sharp"] == -1  # step 0 was not scored
+    assert data["highest_step_passed"]["sharp"] is None  # step 0 was not scored: n/a
+    assert "sharp n/a (step 0 not scored)" in text
     for name in ("leaderboard.png", "montage.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "montage.png").stat().st_size < 2_000_000
@@ -307,3 +308,18 @@ def test_sanity_only_scores_no_text(sim_eval, tmp_path, capsys, monkeypatch):
     (empty / "step0" / "Times" / "CAM02").mkdir(parents=True)
     assert S.main(["--data", str(empty), "--sanity-only", "--out", str(tmp_path / "o")]) == 1
     assert "no sanity images" in capsys.readouterr().err
+
+
+def test_sanity_only_with_a_model_of_fewer_steps(sim_eval, tmp_path, monkeypatch):
+    """The model deblurs the sanity images at its own steps only; none of them: a clear error, nothing written."""
+    seen = []
+    model = _stand_in_model(monkeypatch, tmp_path, 0, lambda image, step: seen.append(step) or image)
+    res = S.evaluate(sim_eval, ["identity", "model"], [0, 5], tmp_path / "out", workers=1, model=model,
+                     progress=False, echo=lambda *a: None, sanity_only=True)
+    assert [(r["method"], r["step"]) for r in res["rows"]] == [("identity", 0), ("identity", 5), ("model", 0)]
+    assert seen == [0, 0, 0]  # QR target and two photos at step 0
+    assert res["sanity"]["passed_up_to"]["model"] in (-1, 0)
+    with pytest.raises(S.DataError, match="none of the chosen steps 5"):
+        S.evaluate(sim_eval, ["model"], [5], tmp_path / "none", workers=1, model=model, progress=False,
+                   echo=lambda *a: None, sanity_only=True)
+    assert not (tmp_path / "none").exists()
