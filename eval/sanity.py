@@ -108,7 +108,7 @@ def step_verdict(values) -> dict:
 # scoring a method's outputs (eval.score)
 # --------------------------------------------------------------------------------------------
 
-SANITY_FIELDS = ("sanity_n", "sanity_median", "sanity_min", "sanity_qrcode", "sanity_passed")
+SANITY_FIELDS = ("sanity_n", "sanity_median", "sanity_min", "sanity_gain", "sanity_qrcode", "sanity_passed")
 
 
 def select_sanity(data, steps=None) -> list:
@@ -152,6 +152,18 @@ class SanityScorer:
     def __call__(self, sample, output) -> float:
         return correlation(output, self.reference(sample), self.factor, self.margin)
 
+    def blurred(self, sample) -> float:
+        """The blurred input's own correlation (what doing nothing scores: as the `identity`
+        method outputs it, 8-bit), cached."""
+        key = ("blurred", sample.key)
+        if key not in self._refs:
+            from pipelines.images import load_image
+            from pipelines.output import to_uint8
+
+            out = to_uint8(load_image(sample.blurred, expect_shape=None))
+            self._refs[key] = self(sample, out.astype(np.float32) / np.float32(255))  # as a PNG reads
+        return self._refs[key]
+
     def sharp_output(self, sample) -> np.ndarray:
         """The `sharp` leaderboard method on a sanity image: CAM01 with its illumination divided out,
         in the CAM02 frame, full size, uint8 (the reference at full size: the ceiling, ~1)."""
@@ -169,21 +181,25 @@ class SanityScorer:
 
 
 def sanity_records(method: str, samples, paths, scorer: SanityScorer, out=None) -> list[dict]:
-    """Per-image records {method, step, name, photo, rho, image, blurred} of a method's output PNGs."""
+    """Per-image records {method, step, name, photo, rho, rho_blurred (the input's own), image,
+    blurred} of a method's output PNGs."""
     from pipelines.images import load_image
 
     recs = []
     for s, p in zip(samples, paths):
         rho = scorer(s, load_image(p, expect_shape=None))
         recs.append({"method": method, "step": s.step, "name": s.name, "photo": s.is_photo, "rho": rho,
+                     "rho_blurred": scorer.blurred(s),
                      "image": str(Path(p).relative_to(out)) if out is not None else str(p),
                      "blurred": str(s.blurred)})
     return recs
 
 
 def aggregate_sanity(records) -> dict:
-    """{(method, step): {sanity_n, sanity_median, sanity_min, sanity_qrcode, sanity_passed}}: the
-    verdict over the step's photos (`step_verdict`); the QR target's correlation beside it."""
+    """{(method, step): {sanity_n, sanity_median, sanity_min, sanity_gain, sanity_qrcode,
+    sanity_passed}}: the verdict over the step's photos (`step_verdict`); beside it, reported but not
+    judged, the median gain over the blurred input (rho - rho_blurred per photo: below 0, the method
+    makes photos less like the scene than doing nothing) and the QR target's correlation."""
     groups: dict = {}
     for r in records:
         groups.setdefault((r["method"], int(r["step"])), []).append(r)
@@ -191,7 +207,9 @@ def aggregate_sanity(records) -> dict:
     for key, rs in groups.items():
         v = step_verdict(r["rho"] for r in rs if r["photo"])
         qr = [r["rho"] for r in rs if not r["photo"]]
+        gain = [r["rho"] - r["rho_blurred"] for r in rs if r["photo"] and r.get("rho_blurred") is not None]
         out[key] = {"sanity_n": v["n"], "sanity_median": v["median"], "sanity_min": v["min"],
+                    "sanity_gain": float(np.median(gain)) if gain else None,
                     "sanity_qrcode": float(np.mean(qr)) if qr else None, "sanity_passed": v["passed"]}
     return out
 
@@ -263,6 +281,11 @@ def format_sanity(rows, with_ocr: bool = True, pass_score: float = 70) -> str:
                 flag = "pass" if r["sanity_passed"] else "FAIL"
                 cells.append(f"{_f(r['sanity_median'], 3):>6}/{_f(r['sanity_min'], 3):>6} {flag:>5}")
         lines.append(f"{s:>4} " + " ".join(cells))
+    lines += ["median gain over the blurred input (rho - the input's own, per photo; reported, not judged):",
+              f"{'step':>4} " + " ".join(f"{m:>19}" for m in methods)]
+    for s in steps:
+        cells = [by.get((m, s), {}).get("sanity_gain") for m in methods]
+        lines.append(f"{s:>4} " + " ".join(f"{'-' if g is None else f'{g:+.3f}':>19}" for g in cells))
     lines.append("sanity check passed at every step up to: "
                  + ", ".join(f"{m} {_n(highest_sanity_step(rows, m))}" for m in methods))
     if with_ocr:

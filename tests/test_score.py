@@ -298,6 +298,10 @@ def test_sanity_only_scores_no_text(sim_eval, tmp_path, capsys, monkeypatch):
     assert all(float(r["sanity_median"]) > 0.97 for r in rows if r["method"] == "sharp")
     assert all(float(r["sanity_median"]) > 0.85 for r in rows if r["method"] == "identity")
     assert float(rows[2]["sanity_qrcode"]) > 0.5
+    # the gain over the blurred input: none for the input itself, positive for the sharp image
+    assert all(abs(float(r["sanity_gain"])) < 1e-6 for r in rows if r["method"] == "identity")
+    assert all(float(r["sanity_gain"]) > 0.01 for r in rows if r["method"] == "sharp")
+    assert "median gain over the blurred input" in text
     assert not (out / "per_image.csv").exists() and not list((out / "images").rglob("*sample_*"))
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["n_images"] == 0 and data["sanity"]["n_images"] == 6
