@@ -21,6 +21,15 @@ step on TRAINING data by mean official OCR score (`--tune`) and stored in
 
     python -m eval.baselines --tune --data DIR --steps 0-19 --samples 2 [--workers 1]
 
+Tuned for OCR, both ring all over a photograph (the sanity check, docs/sanity.md): the balances
+that read text best (1e-4 to 3e-2) amplify the noise where the disc's spectrum is near zero, and the
+text contrast map divides a photo by a "background" fitted to its own border. `wiener-reg`
+(`RegularisedWiener`) is the same Wiener deconvolution regularised for general images: the plain
+1:7 image (no contrast map) divided by the camera's illumination measured on the text images of the
+step in the same folder (`flat_field`: a photo's own border is scene, not background),
+the step's LSF-measured disc, balance PHOTO_BALANCE (a plateau from 3 to 30 on the sanity photos),
+one global scale to [0, 1]. No single balance serves both: at PHOTO_BALANCE text stays blurred.
+
 TensorFlow is never imported here.
 """
 from __future__ import annotations
@@ -61,6 +70,8 @@ GRID = {"wiener": (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03), "rl": (20, 40, 80,
 PSF_SOURCES = ("lsf", "shot")
 RING_WIDTH = 0.5  # px at 1:7, the radial profile of a measured PSF
 EVAL_SEEDS = (9001,)  # the simulated evaluation sets: never tune on them
+PHOTO_BALANCE = 10.0  # wiener-reg's balance: the middle of the 3-30 plateau (docs/sanity.md)
+WHITE_PERCENTILE = 99.5  # wiener-reg's output is scaled so that this percentile is white
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,6 +231,55 @@ def to_submission(small, full_shape) -> np.ndarray:
 def deblur(blurred, step: int, method: str, value, psf, factor=FACTOR) -> np.ndarray:
     """Full-size blurred float image -> full-size deblurred uint8 submission image."""
     return to_submission(deconvolve_small(to_unit(blurred, step, factor), psf, method, value), np.shape(blurred))
+
+
+def flat_field(folder, step: int, factor, count: int = 4):
+    """A camera's illumination at 1:`factor`: the mean of the vignetted white backgrounds fitted
+    (`pipelines.preprocess.estimate_background`) on up to `count` text images of `step` in `folder`
+    (of any step if it has none of this one); None if the folder has no text image. A photo's own
+    border is scene, not background: its illumination is measured on the text. (CAM01: the sanity
+    reference, eval.sanity; CAM02: wiener-reg.)"""
+    from pipelines.hdc import is_text_image, step_of
+    from pipelines.images import image_files
+    from pipelines.preprocess import estimate_background
+
+    texts = [p for p in image_files(folder) if is_text_image(p)]
+    texts = [p for p in texts if step_of(p) == int(step)] or texts
+    if not texts:
+        return None
+    fits = [estimate_background(downscale(load_image(p, expect_shape=None), factor)) for p in texts[:count]]
+    return np.mean(fits, axis=0).astype(np.float32)
+
+
+def regularised_wiener(blurred, psf, balance: float = PHOTO_BALANCE, factor=FACTOR, flat=None) -> np.ndarray:
+    """Full-size blurred float image -> full-size uint8: Wiener deconvolution of the plain 1:`factor`
+    image (no contrast map; divided by `flat`, the camera's illumination at 1:`factor`, if given)
+    with `balance`, scaled by one global factor so the WHITE_PERCENTILE-th percentile is white."""
+    a = np.asarray(blurred, dtype=np.float32)
+    small = downscale(a, factor)
+    if flat is not None and np.shape(flat) == small.shape:
+        small = small / np.maximum(flat, 1e-3)
+    d = upscale(wiener(small, psf, float(balance)), a.shape)
+    white = float(np.percentile(d, WHITE_PERCENTILE))
+    return to_uint8(np.clip(d / max(white, 1e-6), 0.0, 1.0))
+
+
+class RegularisedWiener:
+    """The `wiener-reg` leaderboard method: `regularised_wiener` with the step's PSF from
+    `data_root`'s line shots (the disc of the physics table where there are none) and the
+    illumination of the text images of the step in the image's folder (none if it has none)."""
+
+    def __init__(self, data_root=None, balance: float = PHOTO_BALANCE):
+        self.data_root, self.balance = data_root, float(balance)
+        self._flats: dict = {}
+
+    def __call__(self, sample) -> np.ndarray:
+        psf, _ = step_psf(self.data_root, sample.step, "lsf")
+        key = (str(Path(sample.blurred).parent), sample.step)
+        if key not in self._flats:
+            self._flats[key] = flat_field(Path(sample.blurred).parent, sample.step, FACTOR)
+        return regularised_wiener(load_image(sample.blurred, expect_shape=None), psf, self.balance,
+                                  flat=self._flats[key])
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@
 Simulates the evaluation layout (seed 9001: never used for training or tuning) under --out/data,
 then runs the leaderboard (`eval.score`) on it: `sharp` (CAM01, the ceiling), `identity` (raw
 blurred CAM02), the classical baselines `wiener` and `rl`, and `model` when a model file is there
-(--model, or the shipped deblur/models/default.keras). Prints the table and writes
-leaderboard.csv/.json/.png, montage.png and the output images to --out.
+(--model, or the shipped deblur/models/default.keras). The simulated set holds the sanity-check
+photos too, so the leaderboard shows the sanity column (docs/sanity.md) and "highest step passed"
+with and without it. Prints the tables and writes leaderboard.csv/.json/.png, montage.png and the
+output images to --out.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pipelines.physics import parse_steps
 from pipelines.simulate import simulate
 
 from .score import (DEFAULT_METHODS, PASS, aggregate, default_methods,  # noqa: F401 (re-exported)
-                    evaluate, format_table, highest_step_passed, parse_methods, plot)
+                    evaluate, format_sanity, format_table, highest_step_passed, parse_methods, plot)
 
 
 def main(argv=None) -> int:
@@ -52,6 +54,8 @@ def main(argv=None) -> int:
         return 1
     print()
     print(format_table(result["rows"]))
+    print()
+    print(format_sanity(result["rows"], True, PASS))
     print(f"\nwrote {args.out}/leaderboard.csv, leaderboard.json, leaderboard.png, montage.png and images/")
     return 0
 

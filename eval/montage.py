@@ -1,5 +1,6 @@
 """A small picture of what the leaderboard methods do: at a few steps, one sample each, the blurred
-input, every method's output and the sharp image side by side (text area cropped, 1:4)."""
+input, every method's output and the sharp image side by side (text area cropped, 1:4); then the
+same for a sanity-check photo (does the method deblur a photo, or paint text on it?)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,17 +40,32 @@ def _load_png(path) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def montage(samples, methods, out_dir, path, count: int = 3) -> Path | None:
+def pick_photo(sanity) -> str | None:
+    """The photo the sanity rows show: the first of SANITY_PHOTOS present (else any photo)."""
+    from pipelines.scene import SANITY_PHOTOS
+
+    names = [s.name for s in sanity if s.is_photo]
+    return next((n for n in SANITY_PHOTOS if n in names), names[0] if names else None)
+
+
+def montage(samples, methods, out_dir, path, count: int = 3, sanity=()) -> Path | None:
     """Write the montage PNG from the images already under out_dir/images (blurred and sharp are
-    read from the data when `identity`/`sharp` were not scored). Returns the path (None: nothing)."""
+    read from the data when `identity`/`sharp` were not scored). `sanity`: the sanity samples scored;
+    one photo (`pick_photo`) gets rows at `count` steps below the text rows. Returns the path
+    (None: nothing)."""
     from PIL import Image, ImageDraw, ImageFont
 
     from .samples import image_path
 
     columns = ["blurred"] + [m for m in methods if m not in ("identity", "sharp")] + ["sharp"]
+    def first_per_step(items):
+        return [next(x for x in items if x.step == step) for step in pick_steps({x.step for x in items}, count)]
+
+    photo = pick_photo(sanity)
+    shown = [(s, f"step {s.step} ({s.font} {s.sample_id})") for s in first_per_step(samples)]
+    shown += [(s, f"step {s.step} (photo {photo})") for s in first_per_step([x for x in sanity if x.name == photo])]
     rows = []
-    for step in pick_steps({s.step for s in samples}, count):
-        s = next(x for x in samples if x.step == step)
+    for s, label in shown:
         panels = []
         for col in columns:
             method = {"blurred": "identity"}.get(col, col)
@@ -64,7 +80,7 @@ def montage(samples, methods, out_dir, path, count: int = 3) -> Path | None:
                 panels.append((f"{col} (not run)", None))
                 continue
             panels.append((col, _panel(img)))
-        rows.append((f"step {step} ({s.font} {s.sample_id})", panels))
+        rows.append((label, panels))
     if not rows:
         return None
     ph, pw = rows[0][1][0][1].shape

@@ -2,7 +2,7 @@
 OCR scorer, per blur step.
 
     python -m eval.score --data DIR [--methods sharp,identity,wiener,rl,model] [--steps 0-19]
-        [--model PATH] [--out out/score] [--samples N] [--workers N]
+        [--model PATH] [--out out/score] [--samples N] [--workers N] [--sanity-only | --no-sanity]
 
 Default methods: sharp, identity, wiener, rl and model (when the model file is there).
 
@@ -11,6 +11,8 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   identity  CAM02 (blurred) as is
   wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
   rl        Richardson-Lucy deconvolution at 1:7 (same)
+  wiener-reg  Wiener regularised for general images (eval.baselines.RegularisedWiener; the sanity check's
+            reference deconvolution: it passes it, the OCR-tuned wiener does not)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
   model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
 
@@ -22,9 +24,16 @@ passed under the challenge rule (every step from 0 up to it passed; -1 if step 0
 (step 0 not scored)" on a subset that does not start at step 0). Steps outside those the model's
 card says it was trained on are scored and flagged with a * in the tables.
 
-Writes to --out: leaderboard.csv, leaderboard.json, per_image.csv, leaderboard.png (score vs step),
-montage.png (blurred, each method, sharp at three steps) and every output image under
-images/<method>/step<N>/<stem>.png.
+The sanity check (eval.sanity, docs/sanity.md): where the data hold sanity images
+(`focusStep_N_Image_<name>`, `focusStep_N_QRcode`; the simulator writes them), every method also
+deblurs them; per step the median and minimum rank correlation of its outputs with the sharp photos
+and pass/fail. The challenge's "highest step passed" needs OCR >= 70 AND the sanity check passed at
+every step up to it; both that and the OCR-only figure are printed. `--sanity-only` scores only the
+sanity images (no OCR: a model checked in minutes); `--no-sanity` skips them.
+
+Writes to --out: leaderboard.csv, leaderboard.json, per_image.csv, sanity_per_image.csv,
+leaderboard.png (score and sanity correlation vs step), montage.png (blurred, each method, sharp at
+three steps, text and a photo) and every output image under images/<method>/step<N>/<stem>.png.
 """
 from __future__ import annotations
 
@@ -51,9 +60,11 @@ from pipelines.physics import parse_steps
 
 from .ocr import official_score, score_many
 from .samples import format_steps, image_path, select_samples
+from .sanity import (FLOOR, MEDIAN_MIN, SANITY_FIELDS, SanityScorer, aggregate_sanity, attach, format_sanity,
+                     highest_sanity_step, highest_step_passed_with_sanity, sanity_records, select_sanity)
 
 PASS = 70
-METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto")
+METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto", "wiener-reg")
 DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")  # + model when its file exists
 NOT_SCORED = "n/a (step 0 not scored)"
 UNTRAINED = "*"  # marks a step outside the steps the model was trained on
@@ -160,6 +171,9 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
     if name in ("wiener", "rl"):
         from .baselines import Baseline
         return Baseline(name, data_root, params)
+    if name == "wiener-reg":
+        from .baselines import RegularisedWiener
+        return RegularisedWiener(data_root)
     if name == "model":
         return ModelMethod(model)
     if name == "model-auto":
@@ -254,7 +268,7 @@ def highest_step_passed(rows, method) -> int | None:
         return None
     best = -1
     for r in mine:
-        if r["step"] != best + 1 or r["score"] < PASS:
+        if r["step"] != best + 1 or r.get("score") is None or r["score"] < PASS:
             break
         best = r["step"]
     return best
@@ -333,21 +347,45 @@ def write_csv(path, rows, fields) -> None:
 
 
 def plot(rows, path) -> None:
-    """Mean official score vs step, one line per method, the pass line dashed."""
+    """Mean official score vs step, one line per method, the pass line dashed; beside it (when
+    measured) the sanity check: median rank correlation over the photos (the minimum dotted)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["step"], r["score"]) for r in rows if r["method"] == method)
-        ax.plot(*zip(*pts), marker="o", ms=4, label=f"{method} ({format_highest(highest_step_passed(rows, method))})")
-    ax.axhline(PASS, color="gray", ls="--", lw=1, label="pass (70)")
+    has_ocr = any(r.get("score") is not None for r in rows)
+    has_sanity = any(r.get("sanity_median") is not None for r in rows)
+    fig, axes = plt.subplots(1, has_ocr + has_sanity, figsize=(7 * (has_ocr + has_sanity), 4), squeeze=False)
     steps = sorted({r["step"] for r in rows})
-    ax.set(xlabel="blur step", ylabel="mean official OCR score", ylim=(-2, 102),
-           xticks=range(min(steps), max(steps) + 1))
-    ax.set_title("OCR score per blur step (highest step passed in brackets)", fontsize=10)
-    ax.legend(fontsize=8)
+    if has_ocr:
+        ax = axes[0][0]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["step"], r["score"]) for r in rows if r["method"] == method and r.get("score") is not None)
+            label = f"{method} ({format_highest(highest_step_passed(rows, method))}"
+            with_sanity = highest_step_passed_with_sanity(rows, method, PASS) if has_sanity else None
+            label += ")" if with_sanity is None else f"; with sanity {with_sanity})"
+            ax.plot(*zip(*pts), marker="o", ms=4, label=label)
+        ax.axhline(PASS, color="gray", ls="--", lw=1, label="pass (70)")
+        ax.set(xlabel="blur step", ylabel="mean official OCR score", ylim=(-2, 102),
+               xticks=range(min(steps), max(steps) + 1))
+        ax.set_title("OCR score per blur step (highest step passed in brackets)", fontsize=10)
+        ax.legend(fontsize=8)
+    if has_sanity:
+        ax = axes[0][-1]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["step"], r["sanity_median"], r["sanity_min"]) for r in rows
+                         if r["method"] == method and r.get("sanity_median") is not None)
+            if not pts:
+                continue
+            st, med, low = zip(*pts)
+            line, = ax.plot(st, med, marker="o", ms=4, label=f"{method} ({highest_sanity_step(rows, method)})")
+            ax.plot(st, low, ls=":", lw=1, color=line.get_color())
+        ax.axhline(MEDIAN_MIN, color="gray", ls="--", lw=1, label=f"median >= {MEDIAN_MIN}")
+        ax.axhline(FLOOR, color="gray", ls=":", lw=1, label=f"every photo >= {FLOOR}")
+        ax.set(xlabel="blur step", ylabel="rank correlation with the sharp photo", ylim=(-1.02, 1.02),
+               xticks=range(min(steps), max(steps) + 1))
+        ax.set_title("sanity check: median over the photos, minimum dotted (passed up to)", fontsize=10)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -379,8 +417,10 @@ def reusable_records(out, method: str, samples) -> list[dict] | None:
 
 def evaluate(data, methods, steps=None, out="out/score", samples: int | None = None,
              workers: int | None = None, model=None, params: dict | None = None,
-             progress: bool = True, echo=print, reuse: bool = False) -> dict:
-    """Deblur, score, aggregate and write everything; returns {"rows", "highest_step_passed", ...}."""
+             progress: bool = True, echo=print, reuse: bool = False, sanity: bool = True,
+             sanity_only: bool = False) -> dict:
+    """Deblur, score, aggregate and write everything; returns {"rows", "highest_step_passed", ...}.
+    `sanity`: also the sanity images (when the data hold any); `sanity_only`: only them, no OCR."""
     from .montage import montage
 
     t0 = time.perf_counter()
@@ -388,22 +428,29 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
     if os.path.lexists(out) and not out.is_dir():
         raise DataError(out, "--out is a file, not a folder")
     methods = parse_methods(",".join(methods)) if not isinstance(methods, str) else parse_methods(methods)
-    chosen = select_samples(data, steps, samples)
-    found = sorted({s.step for s in chosen})
+    sanity_set = select_sanity(data, steps) if (sanity or sanity_only) else []
+    if sanity_only and not sanity_set:
+        which = "any step" if steps is None else f"steps {format_steps(steps)}"
+        raise DataError(data, f"no sanity images (focusStep_N_Image_<name>.tif, focusStep_N_QRcode.tif) "
+                              f"found for {which}")
+    chosen = [] if sanity_only else select_samples(data, steps, samples)
+    found = sorted({s.step for s in chosen} | {s.step for s in sanity_set})
     if steps is not None and set(steps) - set(found):
         echo(f"note: no samples for step(s) {format_steps(set(steps) - set(found))}; scoring {format_steps(found)}")
     n_workers = max(1, int(workers)) if workers is not None else (os.cpu_count() or 1)
-    echo(f"{len(chosen)} images at steps {format_steps(found)}; methods {', '.join(methods)}")
+    echo(f"{len(chosen)} text images and {len(sanity_set)} sanity images at steps {format_steps(found)}; "
+         f"methods {', '.join(methods)}")
     fns, per_method = {}, {m: chosen for m in methods}
     if "model" in methods:  # load it before any other work: a bad model fails fast
         fns["model"] = ModelMethod(model)
         per_method["model"] = [s for s in chosen if fns["model"].supports(s.step)]
-        if len(per_method["model"]) < len(chosen):
+        if any(not fns["model"].supports(s.step) for s in chosen or sanity_set):
             echo(f"note: the model was built for steps 0-{fns['model'].max_step}; it is not scored beyond")
     if "model-auto" in methods:
         fns["model-auto"] = AutoModelMethod(model, share=fns.get("model"))
         per_method["model-auto"] = [s for s in chosen if fns["model-auto"].supports(s.step)]
-    empty = [m for m in methods if not per_method[m]]  # the model's steps miss every chosen step
+    pool = chosen or sanity_set  # what the methods run on (--sanity-only: the sanity images alone)
+    empty = [m for m in methods if not any(m not in fns or fns[m].supports(s.step) for s in pool)]
     if len(empty) == len(methods):
         raise DataError(fns[methods[0]].path or DEFAULT_MODEL,
                         f"the model was built for steps 0-{fns[methods[0]].max_step}: none of the chosen "
@@ -412,13 +459,13 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         echo(f"note: {', '.join(empty)} not scored: no chosen step is within the model's steps")
         methods = [m for m in methods if m not in empty]
     # the methods in fns are loaded from --model, which per_image.csv does not record: always rescore them
-    reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse else {}
+    reused = {m: reusable_records(out, m, per_method[m]) for m in methods if m not in fns} if reuse and chosen else {}
     reused = {m: r for m, r in reused.items() if r is not None}
     if reused:
         echo(f"reusing the scored images of {', '.join(reused)} from {out / 'per_image.csv'}")
     fresh = [m for m in methods if m not in reused]
     images = {m: produce(m, per_method[m], out, data, model, params, n_workers, progress, fns.get(m))
-              for m in fresh}
+              if per_method[m] else [] for m in fresh}
     pairs = [(p, "\n".join(s.text)) for m in fresh for s, p in zip(per_method[m], images[m])]
     results = score_many(pairs, workers=n_workers, progress=progress) if pairs else []
     records = []
@@ -434,6 +481,11 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
                             "blurred": str(s.blurred)})
     records = [r for m in methods for r in (reused[m] if m in reused else [r for r in records if r["method"] == m])]
     rows = aggregate(records)
+    sanity_recs = run_sanity(methods, sanity_set, fns, out, data, model, params, n_workers, progress)
+    sanity_rows = aggregate_sanity(sanity_recs)
+    if chosen:  # the leaderboard's rows are the text rows: a step without text images gets none
+        sanity_rows = {k: v for k, v in sanity_rows.items() if k in {(r["method"], r["step"]) for r in rows}}
+    rows = attach(rows, sanity_rows, methods, ROW_FIELDS) if sanity_set else rows
     untrained = {m: sorted({r["step"] for r in rows if r["method"] == m and fn.outside_training(r["step"])})
                  for m, fn in fns.items()}
     for r in rows:
@@ -443,16 +495,39 @@ def evaluate(data, methods, steps=None, out="out/score", samples: int | None = N
         if steps_out:
             echo(f"note: {m}: step(s) {format_steps(steps_out)} are outside the steps the model was trained on "
                  f"(flagged {UNTRAINED})")
-    best = summary(rows)
-    write_csv(out / "leaderboard.csv", rows, ROW_FIELDS)
-    write_csv(out / "per_image.csv", records, list(records[0]))
+    best = summary(rows) if chosen else {}
+    write_csv(out / "leaderboard.csv", rows, ROW_FIELDS + SANITY_FIELDS)
+    if records:
+        write_csv(out / "per_image.csv", records, list(records[0]))
+    if sanity_recs:
+        write_csv(out / "sanity_per_image.csv", sanity_recs, list(sanity_recs[0]))
     plot(rows, out / "leaderboard.png")
-    montage(chosen, methods, out, out / "montage.png")
+    montage(chosen, methods, out, out / "montage.png", sanity=sanity_set)
     result = {"data": str(data), "steps": found, "methods": methods, "samples_per_font": samples,
               "n_images": len(chosen), "pass_threshold": PASS, "rows": rows, "highest_step_passed": best,
+              "sanity": {"n_images": len(sanity_set), "median_min": MEDIAN_MIN, "floor": FLOOR,
+                         "passed_up_to": {m: highest_sanity_step(rows, m) for m in methods},
+                         "highest_step_passed_with_sanity": (
+                             {m: highest_step_passed_with_sanity(rows, m, PASS) for m in methods}
+                             if chosen and sanity_set else {})},
               "seconds": round(time.perf_counter() - t0, 1)}
     write_text_atomic(out / "leaderboard.json", json.dumps(result, indent=2))
     return result
+
+
+def run_sanity(methods, sanity_set, fns, out, data, model, params, workers, progress) -> list[dict]:
+    """Every method on the sanity images (the model only at its steps; `sharp` = CAM01 in the CAM02
+    frame, `eval.sanity.SanityScorer.sharp_output`); their per-image correlation records."""
+    if not sanity_set:
+        return []
+    scorer = SanityScorer()
+    recs = []
+    for m in methods:
+        subset = [s for s in sanity_set if m not in fns or fns[m].supports(s.step)]
+        fn = scorer.sharp_output if m == "sharp" else fns.get(m)
+        paths = produce(m, subset, out, data, model, params, workers, progress, fn)
+        recs += sanity_records(m, subset, paths, scorer, out)
+    return recs
 
 
 def main(argv=None) -> int:
@@ -471,6 +546,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the images and scores of the baselines already scored on the same images in --out "
                          "(model methods are always rescored)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--sanity-only", action="store_true",
+                       help="score only the sanity images (photos, QR target): no text, no OCR")
+    which.add_argument("--no-sanity", action="store_true", help="leave the sanity images out")
     args = ap.parse_args(argv)
     try:
         steps = parse_steps(args.steps)
@@ -484,7 +563,8 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         result = evaluate(args.data, methods, steps, args.out, args.samples, args.workers, args.model,
-                          progress=not args.quiet, reuse=args.reuse)
+                          progress=not args.quiet, reuse=args.reuse, sanity=not args.no_sanity,
+                          sanity_only=args.sanity_only)
     except (DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -495,8 +575,15 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     print()
-    print(format_table(result["rows"]))
-    print(f"\nwrote {args.out}/leaderboard.csv, leaderboard.json, leaderboard.png, montage.png, per_image.csv "
+    if not args.sanity_only:
+        print(format_table(result["rows"]))
+    if result["sanity"]["n_images"]:
+        print(("\n" if not args.sanity_only else "") + format_sanity(result["rows"], not args.sanity_only, PASS))
+    elif not args.no_sanity:
+        print("no sanity images in the data: the sanity check was not measured")
+    print(f"\nwrote {args.out}/leaderboard.csv, leaderboard.json, leaderboard.png, montage.png"
+          f"{'' if args.sanity_only else ', per_image.csv'}"
+          f"{', sanity_per_image.csv' if result['sanity']['n_images'] else ''} "
           f"and images/ ({result['seconds']:.0f} s)")
     return 0
 

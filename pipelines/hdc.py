@@ -27,6 +27,7 @@ FONTS = {"timesR": "Times", "verdanaRef": "Verdana"}
 TEXT_RE = re.compile(r"^focusStep_(\d+)_(timesR|verdanaRef)_size_30_sample_(\d+)$")
 CALIB_RE = re.compile(r"^focusStep_(\d+)_(PSF|LSF_X|LSF_Y)$")
 STEP_RE = re.compile(r"^focusStep_(\d+)_")
+SANITY_RE = re.compile(r"^focusStep_(\d+)_(Image_(.+)|QRcode)$")  # the sanity check's photos and QR target
 CALIBRATION_KINDS = ("PSF", "LSF_X", "LSF_Y")
 
 
@@ -44,6 +45,25 @@ class Sample:
     @property
     def key(self) -> str:
         """Unique across a data set (sample names repeat between folders, so the folder is part of it)."""
+        return str(self.blurred)
+
+
+@dataclass(frozen=True)
+class SanitySample:
+    """One sanity-check capture (a photo `focusStep_N_Image_<name>` or the `focusStep_N_QRcode`
+    target): no text. `name` is <name> for a photo, "QRcode" for the target. Has the attributes
+    the leaderboard methods read (step, blurred, sharp)."""
+    step: int
+    name: str
+    blurred: Path
+    sharp: Path
+
+    @property
+    def is_photo(self) -> bool:
+        return self.name != "QRcode"
+
+    @property
+    def key(self) -> str:
         return str(self.blurred)
 
 
@@ -143,6 +163,27 @@ def find_samples(root, steps=None, fonts=None, skipped: list | None = None) -> l
                 skipped.append({"file": str(e.path), "problem": e.problem})
     samples.sort(key=lambda s: (s.step, s.font, s.sample_id, str(s.blurred)))
     return samples
+
+
+def find_sanity(root, steps=None) -> list[SanitySample]:
+    """Every sanity-check capture below root (either layout), sorted by (step, name, folder):
+    `focusStep_N_Image_<name>` photos and `focusStep_N_QRcode` targets with a sharp partner.
+    The simulator's training layout has each one in both font folders (two captures).
+    Raises DataError for a blurred one whose sharp partner is missing."""
+    found = []
+    for folder in blurred_folders(root):
+        sharp_folder = folder.parent / BLURRED_DIRS[folder.name]
+        for image in image_files(folder):
+            m = SANITY_RE.match(image.stem)
+            if not m or (steps is not None and int(m.group(1)) not in steps):
+                continue
+            sharp = find_image(sharp_folder, image.stem)
+            if sharp is None:
+                raise DataError(image, f"no sharp partner: {sharp_folder / image.stem}"
+                                       f"{{{','.join(IMAGE_SUFFIXES)}}} is missing")
+            found.append(SanitySample(int(m.group(1)), m.group(3) or "QRcode", image, sharp))
+    found.sort(key=lambda s: (s.step, s.name, str(s.blurred)))
+    return found
 
 
 def find_calibration(root, step: int, camera: str = "blurred") -> dict[str, Path]:

@@ -1,4 +1,5 @@
 """The e-ink scene: random HDC-style text rendered on the display raster, and camera sampling of it.
+Also the "sanity check" photographs (`render_photo`) shown on the same display.
 
 The display shows binary pixels; each is ~8.5 camera pixels wide, which gives sharp HDC images
 their pixel staircase. A scene is kept at display resolution and sampled per camera pixel by
@@ -25,6 +26,9 @@ FONT_FILES = {  # Debian packages: fonts-liberation (Times-like), fonts-dejavu-c
 }
 DISPLAY_SHAPE = (int(np.ceil(P.IMAGE_SHAPE[0] / P.DISPLAY_SCALE)) + 1,
                  int(np.ceil(P.IMAGE_SHAPE[1] / P.DISPLAY_SCALE)) + 1)
+# The photographs scikit-image ships (bundled, no download) for the HDC2021 sanity check: evaluation
+# material only, never training data (training uses procedural scenes, pipelines.synth).
+SANITY_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon")
 
 
 def random_text(rng: np.random.Generator) -> tuple[str, str, str]:
@@ -99,6 +103,33 @@ def render_target(kind: str, rng: np.random.Generator | None = None) -> np.ndarr
     else:
         raise ValueError(f"unknown target {kind!r}")
     return r
+
+
+@lru_cache(maxsize=None)
+def _photo_raster(name: str) -> np.ndarray:
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    if name not in SANITY_PHOTOS:
+        raise ValueError(f"unknown sanity photo {name!r}; known: {', '.join(SANITY_PHOTOS)}")
+    a = getattr(skimage.data, name)()
+    grey = (rgb2gray(a[..., :3]) if a.ndim == 3 else a / 255.0).astype(np.float32)
+    h, w = grey.shape
+    aspect = DISPLAY_SHAPE[1] / DISPLAY_SHAPE[0]
+    ch, cw = (h, int(round(h * aspect))) if w / h > aspect else (int(round(w / aspect)), w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = Image.fromarray(np.ascontiguousarray(grey[top:top + ch, left:left + cw]), mode="F")
+    # BOX = exact area average over each display pixel's footprint
+    r = np.asarray(crop.resize(DISPLAY_SHAPE[::-1], Image.Resampling.BOX), dtype=np.float32)
+    r = np.clip(r, 0.0, 1.0)
+    r.setflags(write=False)
+    return r
+
+
+def render_photo(name: str) -> np.ndarray:
+    """A sanity photo on the display raster (1 = white, 0 = black, grey in between; radiance is
+    linear in it): grey, centre-cropped to the display's aspect ratio, area-averaged to the raster."""
+    return _photo_raster(name).copy()
 
 
 def sample_camera(raster: np.ndarray, geometry: dict | None = None, shape=P.IMAGE_SHAPE) -> np.ndarray:

@@ -4,6 +4,12 @@
 
 Each image gets its own random stream derived from (seed, step, font, sample), so the output is
 identical whatever the number of workers. All physical numbers live in pipelines/physics.py.
+
+Beside the text, every step gets the calibration shots (PSF, LSF_X, LSF_Y) and the HDC2021 "sanity
+check" material, through the same display, optics, geometry, noise and vignetting: a QR-like target
+(`focusStep_{N}_QRcode.tif`) and the photographs of `pipelines.scene.SANITY_PHOTOS`
+(`focusStep_{N}_Image_<name>.tif`), in both cameras; in the training layout in both font folders,
+like the calibration shots. The photos are for evaluation only (eval.sanity), never for training.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from tqdm import tqdm
 from . import physics as P
 from .atomic import atomic_path, write_text_atomic
 from .psf import disc_kernel
-from .scene import random_text, render_target, render_text, sample_camera, vignetting
+from .scene import SANITY_PHOTOS, random_text, render_photo, render_target, render_text, sample_camera, vignetting
 
 FONT_TAGS = {"Times": "timesR", "Verdana": "verdanaRef"}
 TARGETS = ("PSF", "LSF_X", "LSF_Y")
@@ -99,9 +105,15 @@ def _write_sample(job) -> str:
 
 
 def _write_target(job) -> str:
+    """One calibration shot, the QR target or (kind "Image_<name>") a sanity photo, both cameras."""
     root, layout, seed, step, kind = job
-    rng = rng_for(seed, step, 100 + (TARGETS + ("QRcode",)).index(kind), 0)
-    raster = render_target(kind, rng)
+    if kind.startswith("Image_"):
+        name = kind[len("Image_"):]
+        rng = rng_for(seed, step, 200 + SANITY_PHOTOS.index(name), 0)
+        raster = render_photo(name)
+    else:
+        rng = rng_for(seed, step, 100 + (TARGETS + ("QRcode",)).index(kind), 0)
+        raster = render_target(kind, rng)
     for font in (("Times", "Verdana") if layout == "train" else (None,)):
         sharp_dir, blurred_dir = layout_folders(Path(root), layout, step, font)
         write_tiff(sharp_dir / f"focusStep_{step}_{kind}.tif", sharp_camera(raster, rng))
@@ -109,17 +121,30 @@ def _write_target(job) -> str:
     return kind
 
 
+def parse_photos(text: str) -> tuple[str, ...]:
+    """'camera,moon' -> ('camera', 'moon'); 'none' -> (); ValueError for a photo not in SANITY_PHOTOS."""
+    if str(text).strip().lower() == "none":
+        return ()
+    photos = tuple(dict.fromkeys(p.strip() for p in str(text).split(",") if p.strip()))
+    bad = [p for p in photos if p not in SANITY_PHOTOS]
+    if bad:
+        raise ValueError(f"unknown sanity photo(s) {', '.join(map(repr, bad))}; known: {', '.join(SANITY_PHOTOS)}")
+    return photos
+
+
 def simulate(out, steps, samples: int, seed: int = 0, layout: str = "train",
-             workers: int | None = None, progress: bool = True) -> dict:
-    """Write a simulated HDC2021 data set; returns a summary (counts, seconds)."""
+             workers: int | None = None, progress: bool = True, photos=SANITY_PHOTOS) -> dict:
+    """Write a simulated HDC2021 data set; returns a summary (counts, seconds).
+    `photos`: the sanity photos to write at every step (a subset of SANITY_PHOTOS; () for none)."""
     if layout not in ("train", "eval"):
         raise ValueError(f"layout must be 'train' or 'eval', got {layout!r}")
     if samples < 1:
         raise ValueError("--samples must be at least 1")
+    photos = parse_photos(photos if isinstance(photos, str) else (",".join(photos) or "none"))
     out = Path(out)
     jobs = [(_write_sample, (str(out), layout, seed, s, f, i)) for s in steps for f in FONT_TAGS
             for i in range(1, samples + 1)]
-    kinds = TARGETS + (("QRcode",) if layout == "eval" else ())
+    kinds = TARGETS + ("QRcode",) + tuple(f"Image_{p}" for p in photos)
     jobs += [(_write_target, (str(out), layout, seed, s, k)) for s in steps for k in kinds]
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
@@ -136,6 +161,7 @@ def simulate(out, steps, samples: int, seed: int = 0, layout: str = "train",
     seconds = time.perf_counter() - t0
     summary = {"layout": layout, "steps": list(steps), "samples_per_font": samples, "seed": seed,
                "pairs": len(steps) * len(FONT_TAGS) * samples, "calibration_jobs": len(steps) * len(kinds),
+               "sanity_photos": list(photos),
                "seconds": round(seconds, 2), "physics": P.physics_table()}
     write_text_atomic(out / "simulation.json", json.dumps(summary, indent=2))
     return summary
@@ -155,14 +181,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layout", choices=("train", "eval"), default="train")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    ap.add_argument("--photos", default=",".join(SANITY_PHOTOS),
+                    help="sanity photos per step, comma-separated ('none' for none; default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         steps = P.parse_steps(args.steps)
+        photos = parse_photos(args.photos)
     except ValueError as e:
         ap.error(str(e))
-    s = simulate(args.out, steps, args.samples, args.seed, args.layout, args.workers)
+    s = simulate(args.out, steps, args.samples, args.seed, args.layout, args.workers, photos=photos)
     print(f"wrote {s['pairs']} image pairs ({len(steps)} steps x 2 fonts x {args.samples}) and "
-          f"{s['calibration_jobs']} calibration/target shots in the {args.layout} layout to {args.out} "
+          f"{s['calibration_jobs']} calibration/target/sanity shots in the {args.layout} layout to {args.out} "
           f"in {s['seconds']:.1f} s ({s['pairs'] / s['seconds']:.1f} pairs/s)")
     return 0
 

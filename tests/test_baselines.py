@@ -142,3 +142,35 @@ def test_tuning_refuses_the_evaluation_seed(tmp_path, capsys):
     (tmp_path / "simulation.json").write_text(json.dumps({"seed": 9001}))
     assert B.main(["--tune", "--data", str(tmp_path), "--out", str(tmp_path / "p.json")]) == 1
     assert "evaluation set" in capsys.readouterr().err
+
+
+def test_regularised_wiener_sharpens_a_photo_like_image():
+    """wiener-reg's deconvolution on its own (1:1): a smooth random scene, disc-blurred with noise,
+    comes back closer to the scene (rank correlation) than the blurred image is."""
+    from scipy import ndimage
+
+    from eval.sanity import rank_correlation
+
+    rng = np.random.default_rng(4)
+    scene = ndimage.gaussian_filter(rng.random((160, 240)), 3).astype(np.float32)
+    scene = (scene - scene.min()) / (scene.max() - scene.min())
+    psf = disc_kernel(6.0)
+    blurred = disc_blur(0.2 + 0.6 * scene, 6.0) + rng.normal(0, 0.002, scene.shape).astype(np.float32)
+    out = B.regularised_wiener(blurred, psf, balance=0.3, factor=1)
+    assert out.dtype == np.uint8 and out.shape == scene.shape and (out[:, :50] == 255).all()
+    inner = (slice(20, -20), slice(60, -20))
+    before = rank_correlation(blurred[inner], scene[inner], margin=0)
+    after = rank_correlation(out[inner].astype(np.float32), scene[inner], margin=0)
+    assert after > before + 0.05, (before, after)
+
+
+def test_wiener_reg_passes_where_the_ocr_tuned_wiener_rings(sim_eval):
+    """On a sanity photo the OCR-tuned Wiener rings (the photo's border fit and a tiny balance);
+    wiener-reg keeps the photo (docs/sanity.md)."""
+    from eval.sanity import SanityScorer, select_sanity
+
+    scorer = SanityScorer()
+    photo = next(s for s in select_sanity(sim_eval, [5]) if s.name == "camera")
+    reg = scorer(photo, B.RegularisedWiener(sim_eval)(photo))
+    tuned = scorer(photo, B.Baseline("wiener", sim_eval)(photo))
+    assert reg > 0.85 and reg > tuned + 0.2, (reg, tuned)

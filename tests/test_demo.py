@@ -31,7 +31,9 @@ def test_demo_end_to_end_small(tmp_path, capsys):
                  "--methods", "sharp,identity"]) == 0
     out = capsys.readouterr().out
     assert "highest step passed" in out
+    assert "sanity check" in out and "highest step passed with the sanity check" in out
     data = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert {r["method"]: r["sanity_n"] for r in data["rows"]} == {"sharp": 7, "identity": 7}
     assert data["methods"] == ["sharp", "identity"] and data["steps"] == [0]
     assert (tmp_path / "data" / "simulation.json").is_file()
     assert (tmp_path / "montage.png").is_file() and (tmp_path / "leaderboard.png").is_file()

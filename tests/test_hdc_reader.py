@@ -6,7 +6,7 @@ import pytest
 import tifffile
 
 from pipelines.errors import DataError
-from pipelines.hdc import find_calibration, find_samples, list_inputs, load_pair, load_tiff, read_text
+from pipelines.hdc import find_calibration, find_samples, find_sanity, list_inputs, load_pair, load_tiff, read_text
 
 
 def test_train_layout_records(sim_train):
@@ -46,6 +46,28 @@ def test_calibration_shots_found_and_skipped(sim_train, sim_eval):
     assert "focusStep_0_QRcode.tif" in names
     assert not any("PSF" in n or "LSF" in n for n in names)
     assert all(s.blurred.name != "focusStep_0_QRcode.tif" for s in find_samples(sim_eval))
+
+
+def test_sanity_samples_listed_in_both_layouts(sim_train, sim_eval, tmp_path):
+    ev = find_sanity(sim_eval)
+    assert [(s.step, s.name) for s in ev] == [(0, "QRcode"), (0, "camera"), (0, "coins"),
+                                              (5, "QRcode"), (5, "camera"), (5, "coins")]
+    cam = ev[1]
+    assert cam.blurred == sim_eval / "steps_0_to_4" / "CAM02_blurred" / "focusStep_0_Image_camera.tif"
+    assert cam.sharp == sim_eval / "steps_0_to_4" / "CAM01_focused" / "focusStep_0_Image_camera.tif"
+    assert cam.is_photo and not ev[0].is_photo
+    tr = find_sanity(sim_train, steps={5})
+    assert [(s.step, s.name, s.blurred.parent.parent.name) for s in tr] == [
+        (5, "QRcode", "Times"), (5, "QRcode", "Verdana"), (5, "camera", "Times"), (5, "camera", "Verdana"),
+        (5, "coins", "Times"), (5, "coins", "Verdana")]
+    assert all(s.sharp.parent.name == "CAM01" and s.sharp.name == s.blurred.name for s in tr)
+    # the text reader skips them; a missing sharp partner is a clear error
+    assert not any("Image_" in s.blurred.name for s in find_samples(sim_eval))
+    root = tmp_path / "broken"
+    shutil.copytree(sim_eval / "steps_0_to_4", root / "steps_0_to_4")
+    (root / "steps_0_to_4" / "CAM01_focused" / "focusStep_0_Image_coins.tif").unlink()
+    with pytest.raises(DataError, match="focusStep_0_Image_coins.tif.*no sharp partner"):
+        find_sanity(root)
 
 
 def test_real_text_files_are_accepted(fixtures_dir):

@@ -51,7 +51,8 @@ def test_mixed_formats_and_a_name_in_two_formats(sim_train, png_train, tmp_path)
     samples = find_samples(root, fonts=["Times"])
     assert len(samples) == 1
     assert samples[0].blurred == cam02 / tif.name and samples[0].sharp.suffix == ".png"
-    assert [p.name for p in list_inputs(cam02)] == [f"{stem}.jpg.tmp.png", tif.name]
+    assert [p.name for p in list_inputs(cam02)] == ["focusStep_5_Image_camera.png", "focusStep_5_Image_coins.png",
+                                                    "focusStep_5_QRcode.png", f"{stem}.jpg.tmp.png", tif.name]
 
 
 def test_missing_sharp_partner_names_every_format(png_train, tmp_path):
@@ -77,7 +78,9 @@ def test_score_a_png_data_set(png_eval5, tmp_path, capsys):
     assert float(rows[0]["score"]) >= 70  # the sharp 8-bit PNGs read as well as the TIFFs
     for m in ("sharp", "identity", "wiener"):
         assert sorted(p.name for p in (out / "images" / m / "step5").glob("*.png")) == [
+            "focusStep_5_Image_camera.png", "focusStep_5_Image_coins.png", "focusStep_5_QRcode.png",
             "focusStep_5_timesR_size_30_sample_0001.png", "focusStep_5_verdanaRef_size_30_sample_0001.png"]
+    assert rows[0]["sanity_passed"] == "True"  # the sanity photos are read from their PNGs too
     from eval.baselines import step_psf
     assert step_psf(png_eval5, 5, "lsf")[1] == "lsf"  # the line shots were read from their PNGs
     assert step_psf(png_eval5, 5, "shot")[1] == "shot"  # and the dot shot

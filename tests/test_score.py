@@ -85,7 +85,7 @@ def test_cli_on_a_simulated_evaluation_tree(sim_eval, tmp_path, capsys):
     assert "method" in text and "highest step passed" in text
     with open(out / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == list(S.ROW_FIELDS)
+    assert list(rows[0]) == list(S.ROW_FIELDS + S.SANITY_FIELDS)
     assert [(r["method"], r["step"], r["n"]) for r in rows] == [
         ("sharp", "5", "2"), ("identity", "5", "2"), ("wiener", "5", "2")]
     sharp = rows[0]
@@ -100,8 +100,15 @@ def test_cli_on_a_simulated_evaluation_tree(sim_eval, tmp_path, capsys):
     assert (out / "montage.png").stat().st_size < 2_000_000
     for m in ("sharp", "identity", "wiener"):
         pngs = sorted((out / "images" / m / "step5").glob("*.png"))
-        assert [p.stem for p in pngs] == ["focusStep_5_timesR_size_30_sample_0001",
+        assert [p.stem for p in pngs] == ["focusStep_5_Image_camera", "focusStep_5_Image_coins",
+                                          "focusStep_5_QRcode", "focusStep_5_timesR_size_30_sample_0001",
                                           "focusStep_5_verdanaRef_size_30_sample_0001"]
+    # the sanity columns: two photos at step 5; sharp (the reference's own camera) ~1
+    assert sharp["sanity_n"] == "2" and float(sharp["sanity_median"]) > 0.97 and sharp["sanity_passed"] == "True"
+    assert "sanity check" in text and "highest step passed with the sanity check" in text
+    assert data["sanity"]["n_images"] == 3 and data["sanity"]["median_min"] == 0.6
+    with open(out / "sanity_per_image.csv") as f:
+        assert len(list(csv.DictReader(f))) == 9  # 3 methods x (2 photos + QR)
     with open(out / "per_image.csv") as f:
         per_image = list(csv.DictReader(f))
     assert len(per_image) == 6
@@ -239,5 +246,84 @@ def test_reuse_always_rescores_the_model(sim_eval, tmp_path, monkeypatch):
     out = tmp_path / "out"
     for _ in range(2):
         S.evaluate(sim_eval, ["identity", "model"], [5], out, 1, 1, model=model, progress=False,
-                   echo=lambda *a: None, reuse=True)
+                   echo=lambda *a: None, reuse=True, sanity=False)
     assert len(calls) == 4  # 2 images, deblurred again on the second run
+
+
+# ------------------------------------------------------------------ the sanity check
+
+def _srows(method, scores, sanity):
+    return [{"method": method, "step": i, "score": sc, "sanity_passed": sp, "sanity_median": None}
+            for i, (sc, sp) in enumerate(zip(scores, sanity))]
+
+
+def test_highest_step_passed_with_the_sanity_check():
+    rows = _srows("m", [90, 90, 90, 90], [True, True, False, True])
+    assert S.highest_step_passed(rows, "m") == 3                        # OCR alone
+    assert S.highest_step_passed_with_sanity(rows, "m", S.PASS) == 1    # sanity fails at step 2
+    assert S.highest_sanity_step(rows, "m") == 1
+    rows = _srows("m", [90, 60, 90], [True, True, True])
+    assert S.highest_step_passed_with_sanity(rows, "m", S.PASS) == 0    # OCR fails at step 1
+    assert S.highest_sanity_step(rows, "m") == 2
+    assert S.highest_step_passed_with_sanity(_srows("m", [90], [False]), "m", S.PASS) == -1
+    no_sanity = _srows("m", [90, 90], [None, None])
+    assert S.highest_step_passed_with_sanity(no_sanity, "m", S.PASS) is None  # not measured: n/a
+    assert S.highest_sanity_step(no_sanity, "m") is None
+    # --sanity-only rows: no OCR score
+    only = _srows("m", [None, None], [True, True])
+    assert S.highest_sanity_step(only, "m") == 1 and S.highest_step_passed(only, "m") == -1
+    text = S.format_sanity([{**r, "sanity_n": 7, "sanity_median": 0.8, "sanity_min": 0.5}
+                            for r in _srows("m", [90, 90], [True, False])])
+    assert "sanity check passed at every step up to: m 0" in text
+    assert "highest step passed with the sanity check" in text and "m 0" in text
+
+
+def test_sanity_only_scores_no_text(sim_eval, tmp_path, capsys, monkeypatch):
+    def no_ocr(*a, **kw):
+        raise AssertionError("--sanity-only must not run OCR")
+
+    monkeypatch.setattr(S, "score_many", no_ocr)
+    out = tmp_path / "out"
+    rc = S.main(["--data", str(sim_eval), "--methods", "sharp,identity", "--sanity-only", "--out", str(out),
+                 "--workers", "1", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "sanity check passed at every step up to" in text and "mean official score" not in text
+    with open(out / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(S.ROW_FIELDS + S.SANITY_FIELDS)
+    assert [(r["method"], r["step"], r["score"]) for r in rows] == [
+        ("sharp", "0", ""), ("sharp", "5", ""), ("identity", "0", ""), ("identity", "5", "")]
+    assert all(r["sanity_n"] == "2" for r in rows)
+    assert all(float(r["sanity_median"]) > 0.97 for r in rows if r["method"] == "sharp")
+    assert all(float(r["sanity_median"]) > 0.85 for r in rows if r["method"] == "identity")
+    assert float(rows[2]["sanity_qrcode"]) > 0.5
+    # the gain over the blurred input: none for the input itself, positive for the sharp image
+    assert all(abs(float(r["sanity_gain"])) < 1e-6 for r in rows if r["method"] == "identity")
+    assert all(float(r["sanity_gain"]) > 0.01 for r in rows if r["method"] == "sharp")
+    assert "median gain over the blurred input" in text
+    assert not (out / "per_image.csv").exists() and not list((out / "images").rglob("*sample_*"))
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert data["n_images"] == 0 and data["sanity"]["n_images"] == 6
+    assert data["sanity"]["passed_up_to"] == {"sharp": 0, "identity": 0}  # step 1 not in the data
+    for name in ("leaderboard.png", "montage.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty"
+    (empty / "step0" / "Times" / "CAM02").mkdir(parents=True)
+    assert S.main(["--data", str(empty), "--sanity-only", "--out", str(tmp_path / "o")]) == 1
+    assert "no sanity images" in capsys.readouterr().err
+
+
+def test_sanity_only_with_a_model_of_fewer_steps(sim_eval, tmp_path, monkeypatch):
+    """The model deblurs the sanity images at its own steps only; none of them: a clear error, nothing written."""
+    seen = []
+    model = _stand_in_model(monkeypatch, tmp_path, 0, lambda image, step: seen.append(step) or image)
+    res = S.evaluate(sim_eval, ["identity", "model"], [0, 5], tmp_path / "out", workers=1, model=model,
+                     progress=False, echo=lambda *a: None, sanity_only=True)
+    assert [(r["method"], r["step"]) for r in res["rows"]] == [("identity", 0), ("identity", 5), ("model", 0)]
+    assert seen == [0, 0, 0]  # QR target and two photos at step 0
+    assert res["sanity"]["passed_up_to"]["model"] in (-1, 0)
+    with pytest.raises(S.DataError, match="none of the chosen steps 5"):
+        S.evaluate(sim_eval, ["model"], [5], tmp_path / "none", workers=1, model=model, progress=False,
+                   echo=lambda *a: None, sanity_only=True)
+    assert not (tmp_path / "none").exists()
