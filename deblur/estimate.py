@@ -291,8 +291,8 @@ def default_table() -> dict:
 @lru_cache(maxsize=32)
 def folder_radii(folder: str) -> tuple[float, ...]:
     """The per-step radii for images in `folder`: the physics table, with the radius measured from
-    the LSF_X / LSF_Y shots there (`eval.baselines`' plausibility-checked fit) where present."""
-    from eval.baselines import _lsf_radius
+    the LSF_X / LSF_Y shots there (`pipelines.lsf`, plausibility-checked) where present."""
+    from pipelines.lsf import lsf_radius
 
     radii = list(map(float, P.RADIUS_PX))
     shots: dict[int, list] = {}
@@ -303,7 +303,7 @@ def folder_radii(folder: str) -> tuple[float, ...]:
         if int(step) < P.N_STEPS:
             shots.setdefault(int(step), []).append((kind, str(path.resolve())))
     for step, paths in shots.items():
-        r = _lsf_radius(tuple(paths), step)
+        r = lsf_radius(tuple(paths), step)
         if r is not None:
             radii[step] = r
     # measured radii must keep the order the step assignment relies on

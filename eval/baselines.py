@@ -53,6 +53,7 @@ from pipelines.hdc import find_calibration
 from pipelines.images import load_image
 from pipelines.output import to_uint8
 from pipelines.preprocess import downscale, remove_vignetting, upscale
+from pipelines.lsf import MAX_RADIUS_DEVIATION, lsf_radius  # noqa: F401 (re-exported)
 from pipelines.psf import disc_kernel
 
 FACTOR = 7
@@ -67,7 +68,6 @@ GRID = {"wiener": (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03), "rl": (20, 40, 80,
 # on simulated data it is the simulator's own kernel, an oracle real data does not have (its radii
 # are known to ~10 %, and a 10 % radius error costs Wiener most of its score at step 8).
 PSF_SOURCES = ("lsf", "shot")
-MAX_RADIUS_DEVIATION = 0.35
 RING_WIDTH = 0.5  # px at 1:7, the radial profile of a measured PSF
 EVAL_SEEDS = (9001,)  # the simulated evaluation sets: never tune on them
 PHOTO_BALANCE = 10.0  # wiener-reg's balance: the middle of the 3-30 plateau (docs/sanity.md)
@@ -166,31 +166,12 @@ def _shot_psf(path: str, step: int, factor: float) -> np.ndarray | None:
         return None
 
 
-@lru_cache(maxsize=64)
-def _lsf_radius(paths: tuple, step: int) -> float | None:
-    """Mean blur radius (full-size px) measured from the step's line shots, or None when there are
-    none or the fit is implausible (beyond MAX_RADIUS_DEVIATION of the table)."""
-    from pipelines.psf import measure_radius_from_lsf
-    from pipelines.simulate import LINE_WIDTH_PX
-
-    radii = []
-    for kind, path in paths:
-        try:
-            img = load_image(path, expect_shape=None)
-            radii.append(measure_radius_from_lsf(img, 0 if kind == "LSF_X" else 1, LINE_WIDTH_PX))
-        except (DataError, ValueError, RuntimeError):
-            continue
-    table = P.step_physics(step)["radius"]
-    good = [r for r in radii if abs(r / table - 1) <= MAX_RADIUS_DEVIATION]
-    return float(np.mean(good)) if good else None
-
-
 def measured_radius(data_root, step: int) -> float | None:
     """The blur radius (full-size px) measured from the LSF_X / LSF_Y shots of the step below
     `data_root` (`pipelines.psf.measure_radius_from_lsf`), None if there are none."""
     shots = find_calibration(data_root, step)
     paths = tuple((k, str(Path(shots[k]).resolve())) for k in ("LSF_X", "LSF_Y") if k in shots)
-    return _lsf_radius(paths, int(step)) if paths else None
+    return lsf_radius(paths, int(step)) if paths else None
 
 
 def step_psf(data_root, step: int, source: str = "lsf", factor=FACTOR) -> tuple[np.ndarray, str]:

@@ -133,3 +133,21 @@ def test_plain_keras_loader_after_import_deblur(imports, loader):
                 "print(type(m.get_layer('step_scale')).__module__)")
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "deblur.layers"
+
+
+LAYERS = {"pipelines": 0, "deblur": 1, "eval": 2, "bench": 3}  # data < model < evaluation < benchmarks
+
+
+def upward_imports(graph) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a lower package imports a higher one."""
+    layer = lambda m: LAYERS[m.split(".")[0]]  # noqa: E731
+    return sorted((a, b) for a, deps in graph.items() for b in deps if layer(b) > layer(a))
+
+
+def test_no_import_runs_from_a_lower_package_to_a_higher_one():
+    assert upward_imports(import_graph()) == []
+
+
+def test_upward_import_check_can_fail():
+    assert upward_imports({"deblur.estimate": {"eval.baselines"}, "eval.score": {"deblur.infer"}}) == [
+        ("deblur.estimate", "eval.baselines")]
