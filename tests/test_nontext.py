@@ -132,3 +132,35 @@ def test_nontext_fraction_needs_the_synthetic_stream(capsys):
     assert e.value.code == 2 and "--nontext-fraction is for --synthetic" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--synthetic", "--run-dir", "r", "--nontext-fraction", "1.5"])
+
+
+def test_nontext_finetune_keeps_batchnorm_statistics_and_logs_both_kinds(tmp_path):
+    """--freeze-batchnorm: the BatchNorm running statistics of --init survive a fine-tune on the
+    mixed stream (the weights move); the history has text / non-text and excess losses."""
+    import csv
+
+    from deblur.model import load_model
+    from deblur.train import main
+
+    tiny = ["--model-arch", "pyramid", "--model-pyramid-dims", "4,6,8", "--model-pyramid-refinements",
+            "1,1,1", "--model-dim", "4", "--model-subdim", "4", "--physics", "none", "--steps", "3,15",
+            "--steps-per-epoch", "2", "--batch-size", "2", "--synth-val-per-step", "1", "--synth-workers", "0",
+            "--quiet"]
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert main(["--run-dir", str(base), "--epochs", "1", "--nontext-fraction", "0", *tiny]) == 0
+    assert main(["--run-dir", str(tuned), "--epochs", "1", "--init", str(base / "last.keras"), "--lr", "0.01",
+                 "--nontext-fraction", "0.5", "--freeze-batchnorm", *tiny]) == 0
+    a, b = load_model(base / "last.keras"), load_model(tuned / "last.keras")
+    bn = [layer.name for layer in a.layers if "BatchNormalization" in type(layer).__name__]
+    assert bn
+    for name in bn:
+        wa, wb = a.get_layer(name).get_weights(), b.get_layer(name).get_weights()
+        np.testing.assert_array_equal(wa[2], wb[2])  # moving mean
+        np.testing.assert_array_equal(wa[3], wb[3])  # moving variance
+    convs = [layer.name for layer in a.layers if type(layer).__name__ == "Conv2D"]
+    assert any(not np.array_equal(a.get_layer(n).get_weights()[0], b.get_layer(n).get_weights()[0]) for n in convs)
+    with open(tuned / "history.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    for key in ("val_loss_text", "val_loss_nontext", "val_excess", "val_excess_step3"):
+        assert np.isfinite(float(row[key]))
+    assert float(row["val_excess"]) < float(row["val_loss"])
