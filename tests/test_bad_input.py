@@ -165,6 +165,7 @@ def small_run(shard_set, tmp_path_factory) -> Path:
     """A finished 1-epoch run of a tiny model built for steps 0-3 (through the command line)."""
     run_dir = tmp_path_factory.mktemp("run") / "r"
     r = run("deblur.train", "--data", shard_set, "--run-dir", run_dir, "--steps", "0-1", "--epochs", "1",
+            "--model-arch", "highway", "--no-step-weighting",
             "--batch-size", "8", "--model-max-step", "3", "--model-dim", "8", "--model-subdim", "8",
             "--model-refinements", "3", "--model-shared-width", "3", "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -222,6 +223,7 @@ def test_training_on_a_truncated_shard_exits_1_with_its_message(shard_set, tmp_p
     bad.write_bytes(bad.read_bytes()[:5000])
     before = snapshot(data)
     r = run("deblur.train", "--data", data, "--run-dir", tmp_path / "run", "--steps", "0-1", "--epochs", "2",
+            "--model-arch", "highway", "--no-step-weighting",
             "--batch-size", "8", "--model-dim", "8", "--model-subdim", "8", "--model-refinements", "3",
             "--model-shared-width", "3", timeout=120)
     line = fails(r, 1, str(bad), "unreadable shard")
