@@ -4,7 +4,9 @@
         [--readme README.md]
 
 Prints the mean official OCR score of each method per step (one row per method, in the order
-given) with the highest step passed. With --readme the table replaces the lines between
+given) with the highest step passed; where the leaderboard has the sanity check (eval.sanity), each
+method also gets a row of its per-step median/min rank correlation on the photos (x: the step fails
+the check) and the highest step passed under the challenge's full rule (OCR and sanity). With --readme the table replaces the lines between
 `<!-- leaderboard:begin -->` and `<!-- leaderboard:end -->` in that file, so a new model's figures go
 onto the front page with one command.
 """
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from pipelines.atomic import write_text_atomic
 
-from .score import format_highest, highest_step_passed
+from .sanity import highest_step_passed_with_sanity
+from .score import PASS, format_highest, highest_step_passed
 
 BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 README_METHODS = ("model", "wiener", "identity")
@@ -29,7 +32,14 @@ def read_rows(path) -> list[dict]:
         rows = list(csv.DictReader(f))
     if not rows or not {"method", "step", "score"} <= set(rows[0]):
         raise ValueError(f"{path}: not a leaderboard.csv of eval.score (needs method, step, score columns)")
-    return [{**r, "step": int(r["step"]), "score": float(r["score"])} for r in rows]
+    out = []
+    for r in rows:
+        row = {**r, "step": int(r["step"]), "score": float(r["score"]) if r["score"] not in ("", None) else None}
+        for k in ("sanity_median", "sanity_min"):
+            row[k] = float(r[k]) if r.get(k) not in ("", None) else None
+        row["sanity_passed"] = {"True": True, "False": False}.get(r.get("sanity_passed"))
+        out.append(row)
+    return out
 
 
 def table(rows, methods=README_METHODS) -> str:
@@ -41,9 +51,20 @@ def table(rows, methods=README_METHODS) -> str:
     by = {(r["method"], r["step"]): r["score"] for r in rows}
     lines = ["| step | " + " | ".join(map(str, steps)) + " | highest step passed |",
              "|---" * (len(steps) + 2) + "|"]
+    sanity = {(r["method"], r["step"]): r for r in rows if r.get("sanity_median") is not None}
     for m in present:
-        cells = [f"{by[(m, s)]:.1f}" if (m, s) in by else "-" for s in steps]
+        cells = [f"{by[(m, s)]:.1f}" if by.get((m, s)) is not None else "-" for s in steps]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {format_highest(highest_step_passed(rows, m))} |")
+    for m in present:
+        if not any((m, s) in sanity for s in steps):
+            continue
+        cells = []
+        for s in steps:
+            r = sanity.get((m, s))
+            cells.append("-" if r is None else
+                         f"{r['sanity_median']:.2f}/{r['sanity_min']:.2f}" + ("" if r["sanity_passed"] else " x"))
+        full = format_highest(highest_step_passed_with_sanity(rows, m, PASS))
+        lines.append(f"| {m}: sanity | " + " | ".join(cells) + f" | {full} (OCR and sanity) |")
     return "\n".join(lines)
 
 

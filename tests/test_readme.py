@@ -178,12 +178,20 @@ def test_the_leaderboard_table_is_what_eval_table_makes_of_its_figures(tmp_path)
     block = text.split(BEGIN)[1].split(END)[0].strip()
     lines = block.splitlines()
     steps = [int(c) for c in lines[0].strip("|").split("|")[1:-1]]
-    rows = []
+    rows = {}
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        rows += [{"method": cells[0], "step": s, "score": v} for s, v in zip(steps, cells[1:-1])]
+        method, sanity = cells[0].removesuffix(": sanity"), cells[0].endswith(": sanity")
+        for s, v in zip(steps, cells[1:-1]):
+            row = rows.setdefault((method, s), {"method": method, "step": s, "score": ""})
+            if sanity and v != "-":
+                med, low = v.removesuffix(" x").split("/")
+                row.update(sanity_median=med, sanity_min=low, sanity_passed=str(not v.endswith(" x")))
+            elif not sanity:
+                row["score"] = "" if v == "-" else v
+    rows = list(rows.values())
     with open(tmp_path / "leaderboard.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["method", "step", "score"])
+        w = csv.DictWriter(f, fieldnames=["method", "step", "score", "sanity_median", "sanity_min", "sanity_passed"])
         w.writeheader()
         w.writerows(rows)
     readme = tmp_path / "README.md"
