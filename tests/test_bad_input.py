@@ -113,8 +113,11 @@ def symlinked_pairs(data: Path, dst: Path, n: int) -> Path:
 def interrupt_when(cmd, ready, timeout=120):
     """Start `python -m cmd` in its own session, wait until ready(proc) is true, send Ctrl-C to the
     whole process group (as a terminal does), return (CompletedProcess-like, seconds)."""
+    # the default Ctrl-C handling in the child even if this test process ignores SIGINT (an ignored
+    # signal is inherited, and Python then installs no KeyboardInterrupt handler)
     p = subprocess.Popen([sys.executable, "-m", *map(str, cmd)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not ready(p) and p.poll() is None and time.time() - t0 < timeout:
         time.sleep(0.01)
