@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from . import physics as P
+from .nontext import nontext_scene
 from .preprocess import (PreprocessConfig, _crop_offset, binarise_target, downscale, downscaled_shape,
                          preprocess_small)
 from .psf import disc_kernel
@@ -216,18 +217,18 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
     if kind is None:
         kind = "nontext" if is_nontext(seed, index, stream, nontext) else "text"
     if kind != "text":
-        from .nontext import nontext_scene
         raster, kind = nontext_scene(rng, None if kind == "nontext" else kind)
         blurred = blurred_small(raster, step, rng, f, noise)
-        x = preprocess_small(blurred, config, step=step)
-        return SynthPair(x, grey_target_small(raster, step, f), step, "", (), blurred, kind)
-    text = random_text(rng)
-    raster = render_text(text, font)
-    sharp = sharp_small(raster, rng, f, noise)
-    blurred = blurred_small(raster, step, rng, f, noise)
+        y = grey_target_small(raster, step, f)
+        font, text = "", ()
+    else:
+        text = random_text(rng)
+        raster = render_text(text, font)
+        sharp = sharp_small(raster, rng, f, noise)
+        blurred = blurred_small(raster, step, rng, f, noise)
+        y = target_small(sharp, step, config, blurred.shape)
     x = preprocess_small(blurred, config, step=step)
-    y = target_small(sharp, step, config, blurred.shape)
-    return SynthPair(x, y, step, font, text, blurred)
+    return SynthPair(x, y, step, font, text, blurred, kind)
 
 
 def full_path_pair(seed: int, index: int, step: int, font: str, stream: str = "compare",
