@@ -1,8 +1,10 @@
-"""Plot a training run's curves: loss, val_loss and the validation loss of every step per epoch.
+"""Plot a training run's curves: loss, val_loss and, per step, the validation excess loss per epoch.
 
     python -m deblur.history_plot RUN_DIR [RUN_DIR ...] [--out FIRST_RUN_DIR/history.png]
 
-Per-step curves show where the model is still learning and which steps it has given up on. Several
+Per-step curves show where the model is still learning and which steps it has given up on. They show
+the excess loss (cross-entropy minus the soft targets' own entropy, the part a model can still gain;
+log scale) where history.csv has it, else the cross-entropy (older runs). Several
 run folders are the phases of one model (each started with --init from the one before): their
 epochs are drawn one after the other, a dashed line where a phase starts (phases may validate on
 different scenes, e.g. another --seed, so a jump there is not a change of the model).
@@ -41,6 +43,8 @@ def plot_history(run_dirs, out=None) -> Path:
     out = Path(out) if out else Path(runs[0]) / "history.png"
     epochs = list(range(1, len(rows) + 1))
     steps = sorted(int(k.removeprefix("val_loss_step")) for k in rows[0] if k.startswith("val_loss_step"))
+    excess = all(f"val_excess_step{s}" in r for r in rows for s in steps[:1])
+    key = "val_excess_step" if excess else "val_loss_step"
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot(epochs, [r.get("loss") for r in rows], label="train loss")
     a.plot(epochs, [r.get("val_loss") for r in rows], label="val loss")
@@ -48,9 +52,13 @@ def plot_history(run_dirs, out=None) -> Path:
     a.legend()
     cmap = plt.get_cmap("viridis")
     for i, s in enumerate(steps):
-        b.plot(epochs, [r.get(f"val_loss_step{s}") for r in rows], color=cmap(i / max(1, len(steps) - 1)),
+        b.plot(epochs, [r.get(f"{key}{s}") for r in rows], color=cmap(i / max(1, len(steps) - 1)),
                label=f"step {s}")
-    b.set(xlabel="epoch", ylabel="val binary cross-entropy", title="validation loss per blur step")
+    if excess:
+        b.set(yscale="log", xlabel="epoch", ylabel="val excess loss (cross-entropy - target entropy)",
+              title="validation excess loss per blur step")
+    else:
+        b.set(xlabel="epoch", ylabel="val binary cross-entropy", title="validation loss per blur step")
     b.legend(fontsize=7, ncol=2)
     for x in starts[1:]:
         for ax in (a, b):

@@ -21,8 +21,9 @@ stream. Pyramid models train on whole 1:7 images, valid-conv models on random ti
 (--synth-tiles-per-image per scene, --model-input-size). Runs under any Keras backend
 (KERAS_BACKEND=jax: no TensorFlow import on that path).
 
-Run dir: config.json (arguments, model spec, data set), best.keras (lowest val_loss), last.keras,
-history.csv (one row per epoch: loss, val_loss, val_loss_step{N}, learning_rate, [weight_step{N}]),
+Run dir: config.json (arguments, model spec, data set), best.keras (lowest --monitor: val_loss, or
+val_excess_hard), last.keras, history.csv (one row per epoch: loss, val_loss, val_loss_step{N},
+val_excess, val_excess_step{N}, val_excess_hard, learning_rate, [weight_step{N}]),
 tensorboard/ (if the tensorboard package is installed), backup/ (BackupAndRestore: rerunning the same command after a crash or kill resumes
 from the last finished epoch; the backup is removed when training ends) and history.json at the end.
 
@@ -93,6 +94,7 @@ class TrainConfig:
     mixed_precision: bool = False
     distribute: str = "none"
     step_weighting: bool = False
+    monitor: str = "val_loss"
     patience: int = 10
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 1024
@@ -239,8 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                    help="mirrored: all local GPUs; multiworker: MultiWorkerMirroredStrategy via TF_CONFIG")
     p.add_argument("--step-weighting", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"sample steps in proportion to their last validation loss (floored) (recipe: "
+                   help=f"sample steps in proportion to their last validation excess loss (cross-entropy minus "
+                        f"the targets' entropy: what is left to gain), floored at 1/4 of the mean (recipe: "
                         f"{'on' if r['step_weighting'] else 'off'})")
+    p.add_argument("--monitor", choices=["val_loss", "val_excess_hard"], default="val_loss",
+                   help="the validation figure that chooses best.keras: val_loss (all steps), or "
+                        "val_excess_hard, the excess loss (cross-entropy minus the targets' entropy) of the "
+                        "hardest quarter of the trained steps (15-19 of 0-19)")
     p.add_argument("--patience", type=_pos_int, default=None,
                    help=f"EarlyStopping patience in epochs (recipe {r['patience']})")
     p.add_argument("--steps-per-epoch", type=_pos_int, default=None,
@@ -495,6 +502,12 @@ def batch_entropy(y, eps: float = 1e-7):
     return batch_bce(y, y, eps)
 
 
+def hardest_steps(steps) -> list:
+    """The highest quarter of the trained steps (at least one): 15-19 of 0-19."""
+    steps = sorted(steps)
+    return steps[len(steps) - max(1, math.ceil(len(steps) / 4)):]
+
+
 def _callback_classes():
     import keras
     import numpy as np
@@ -536,14 +549,18 @@ def _callback_classes():
             if kinds[1.0]:
                 logs["val_loss_text"] = float(np.mean(kinds[0.0])) if kinds[0.0] else float("nan")
                 logs["val_loss_nontext"] = float(np.mean(kinds[1.0]))
+            per_excess = {int(s): excess[s] / counts[s] for s in excess}
             for s in self.steps:
                 logs[f"val_loss_step{s}"] = per_step.get(s, float("nan"))
-                logs[f"val_excess_step{s}"] = excess[s] / counts[s] if s in counts else float("nan")
+                logs[f"val_excess_step{s}"] = per_excess.get(s, float("nan"))
+            hard = [s for s in hardest_steps(self.steps) if s in counts]
+            logs["val_excess_hard"] = (sum(excess[s] for s in hard) / sum(counts[s] for s in hard)
+                                       if hard else float("nan"))
             logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
             if self.sampler is not None:
                 for s, w in zip(self.sampler.steps, self.sampler.weights):
                     logs[f"weight_step{s}"] = float(w)  # weights used during this epoch
-                self.sampler.update(per_step)
+                self.sampler.update(per_excess)
                 if self.stream is not None:
                     self.stream.set_weights(self.sampler.weights)
 
@@ -612,7 +629,8 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
         hist.unlink()
     from pipelines.atomic import write_text_atomic
     write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2, sort_keys=True, default=str))
-    vals = [r["val_loss"] for r in rows if "val_loss" in r and math.isfinite(r["val_loss"])]
+    monitor = getattr(config, "monitor", "val_loss")
+    vals = [r[monitor] for r in rows if monitor in r and math.isfinite(r[monitor])]
     last = rows[-1] if rows else {}
     return {"resuming": resuming, "best": min(vals) if (resuming and vals) else None, "last_row": last}
 
@@ -805,7 +823,8 @@ def train(config) -> dict:
         sampler = D.StepSampler(config.steps, seed=config.seed)
         last = state["last_row"]
         if state["resuming"] and last:
-            sampler.update({s: last[f"val_loss_step{s}"] for s in config.steps if f"val_loss_step{s}" in last})
+            key = "val_excess_step" if any(k.startswith("val_excess_step") for k in last) else "val_loss_step"
+            sampler.update({s: last[f"{key}{s}"] for s in config.steps if f"{key}{s}" in last})
     stream = None
     if config.synthetic:
         from . import stream as S
@@ -833,7 +852,7 @@ def train(config) -> dict:
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, config.patience // 2), min_lr=1e-6),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=config.monitor, mode="min",
                                         save_best_only=True, initial_value_threshold=state["best"]),
         keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),

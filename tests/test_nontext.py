@@ -1,5 +1,7 @@
 """Procedural non-text training scenes (pipelines.nontext), their pairs in the synthetic stream, and
 the preprocessing that must keep a photo's range (the HDC2021 sanity check)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -148,8 +150,9 @@ def test_nontext_finetune_keeps_batchnorm_statistics_and_logs_both_kinds(tmp_pat
             "--quiet"]
     base, tuned = tmp_path / "base", tmp_path / "tuned"
     assert main(["--run-dir", str(base), "--epochs", "1", "--nontext-fraction", "0", *tiny]) == 0
-    assert main(["--run-dir", str(tuned), "--epochs", "1", "--init", str(base / "last.keras"), "--lr", "0.01",
-                 "--nontext-fraction", "0.5", "--freeze-batchnorm", *tiny]) == 0
+    assert main(["--run-dir", str(tuned), "--epochs", "2", "--init", str(base / "last.keras"), "--lr", "0.01",
+                 "--nontext-fraction", "0.5", "--freeze-batchnorm", "--step-weighting",
+                 "--monitor", "val_excess_hard", *tiny]) == 0
     a, b = load_model(base / "last.keras"), load_model(tuned / "last.keras")
     bn = [layer.name for layer in a.layers if "BatchNormalization" in type(layer).__name__]
     assert bn
@@ -160,7 +163,21 @@ def test_nontext_finetune_keeps_batchnorm_statistics_and_logs_both_kinds(tmp_pat
     convs = [layer.name for layer in a.layers if type(layer).__name__ == "Conv2D"]
     assert any(not np.array_equal(a.get_layer(n).get_weights()[0], b.get_layer(n).get_weights()[0]) for n in convs)
     with open(tuned / "history.csv", newline="") as f:
-        row = next(csv.DictReader(f))
-    for key in ("val_loss_text", "val_loss_nontext", "val_excess", "val_excess_step3"):
-        assert np.isfinite(float(row[key]))
-    assert float(row["val_excess"]) < float(row["val_loss"])
+        row, row2 = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    for key in ("val_loss_text", "val_loss_nontext", "val_excess", "val_excess_step3", "val_excess_hard"):
+        assert np.isfinite(row[key])
+    assert row["val_excess"] < row["val_loss"]
+    assert row["val_excess_hard"] == pytest.approx(row["val_excess_step15"])  # the hardest quarter of 3,15
+    # the second epoch samples steps in proportion to the first epoch's excess loss (floored)
+    e3, e15 = row["val_excess_step3"], row["val_excess_step15"]
+    floor = 0.25 * (e3 + e15) / 2
+    w3, w15 = max(e3, floor), max(e15, floor)
+    assert row2["weight_step3"] == pytest.approx(w3 / (w3 + w15), rel=1e-4)
+    assert json.loads((tuned / "config.json").read_text())["args"]["monitor"] == "val_excess_hard"
+
+
+def test_hardest_steps_are_the_top_quarter():
+    from deblur.train import hardest_steps
+
+    assert hardest_steps(range(20)) == [15, 16, 17, 18, 19]
+    assert hardest_steps([3]) == [3] and hardest_steps([9, 2, 5]) == [9]
