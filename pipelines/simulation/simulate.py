@@ -3,11 +3,11 @@
     python -m pipelines.simulate --out DIR --steps 0-19 --samples N --seed S [--layout train|eval]
 
 Each image gets its own random stream derived from (seed, step, font, sample), so the output is
-identical whatever the number of workers. All physical numbers live in pipelines/physics.py.
+identical whatever the number of workers. All physical numbers live in pipelines/reading/physics.py.
 
 Beside the text, every step gets the calibration shots (PSF, LSF_X, LSF_Y) and the HDC2021 "sanity
 check" material, through the same display, optics, geometry, noise and vignetting: a QR-like target
-(`focusStep_{N}_QRcode.tif`) and the photographs of `pipelines.scene.SANITY_PHOTOS`
+(`focusStep_{N}_QRcode.tif`) and the photographs of `pipelines.simulation.scene.SANITY_PHOTOS`
 (`focusStep_{N}_Image_<name>.tif`), in both cameras; in the training layout in both font folders,
 like the calibration shots. The photos are for evaluation only (eval.sanity), never for training.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,14 +25,13 @@ import tifffile
 from scipy import ndimage, signal
 from tqdm import tqdm
 
-from . import physics as P
-from .atomic import atomic_path, write_text_atomic
-from .psf import disc_kernel
+from ..common.atomic import atomic_path, write_text_atomic
+from ..reading import physics as P
+from ..reading.psf import disc_kernel
 from .scene import SANITY_PHOTOS, random_text, render_photo, render_target, render_text, sample_camera, vignetting
 
 FONT_TAGS = {"Times": "timesR", "Verdana": "verdanaRef"}
 TARGETS = ("PSF", "LSF_X", "LSF_Y")
-LINE_WIDTH_PX = 2 * P.DISPLAY_SCALE  # calibration lines are 2 display pixels wide
 
 
 def rng_for(seed: int, step: int, kind: int, index: int) -> np.random.Generator:
@@ -195,6 +193,3 @@ def main(argv=None) -> int:
           f"in {s['seconds']:.1f} s ({s['pairs'] / s['seconds']:.1f} pairs/s)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

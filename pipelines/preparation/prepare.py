@@ -6,16 +6,16 @@
 
 Per pair: down-scale, vignetting removal and median channels of the blurred image; binarised sharp
 target registered into the blurred camera's frame; overlapping tiles (geometry from the model's
-input and output sizes). Shards go to OUT/shards (see pipelines/shards.py), one per (step, split,
-chunk of images); the split is by sample, never by tile. Shards are written atomically, each with
-its record (shards/NAME.json: images, skipped pairs, registration), so a re-run skips finished
-ones and its manifest still covers every pair (a shard without its record is made again). A
-changed configuration, or a changed list of input files (OUT/prepare_inputs.json: names, sizes
-and modification times), refuses to mix with old shards unless --overwrite is given (which starts
-over). The options and the data are checked before anything is written; Ctrl-C leaves only
-complete shards and says how many.
+input and output sizes). Shards go to OUT/shards (see pipelines/preparation/shards.py), one per
+(step, split, chunk of images); the split is by sample, never by tile. Shards are written
+atomically, each with its record (shards/NAME.json: images, skipped pairs, registration), so a
+re-run skips finished ones and its manifest still covers every pair (a shard without its record is
+made again). A changed configuration, or a changed list of input files (OUT/prepare_inputs.json:
+names, sizes and modification times), refuses to mix with old shards unless --overwrite is given
+(which starts over). The options and the data are checked before anything is written; Ctrl-C leaves
+only complete shards and says how many.
 
-Registration (CAM01 -> CAM02 geometry, pipelines.registration):
+Registration (CAM01 -> CAM02 geometry, pipelines.preprocessing.registration):
   step   (default) estimated on --registration-pairs pairs of each step (spread over the step's
          samples, both fonts), the per-parameter median applied to every pair of the step: the
          geometry is a property of the step's camera set-up, not of the image. As accurate as
@@ -23,43 +23,38 @@ Registration (CAM01 -> CAM02 geometry, pipelines.registration):
          a real step of 200 pairs. The estimates are kept in OUT/step_registration.json (a resumed
          run reuses them) and in the manifest.
   pair   estimated on every pair (about 0.2 s per pair on one core).
-  table  the physics table (pipelines.physics); exact for simulated data only.
+  table  the physics table (pipelines.reading.physics); exact for simulated data only.
   none   no registration (identity).
 
 --preview [N] writes OUT/preview.png: every stage of N pairs spread over the steps
-(pipelines.preview), before the shards are built.
+(pipelines.preparation.preview), before the shards are built.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import math
+import multiprocessing
 import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
-from .threads import ONE_THREAD_ENV, one_blas_thread
+import numpy as np
+from tqdm import tqdm
 
-if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
-    one_blas_thread()
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import multiprocessing  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from . import physics as P  # noqa: E402
-from .atomic import write_text_atomic  # noqa: E402
-from .errors import DataError  # noqa: E402
-from .deconv import PHYSICS_CHANNELS  # noqa: E402
-from .hdc import find_samples  # noqa: E402
-from .interrupt import ignore_sigint, sigint_ignored  # noqa: E402
-from .shards import SHARD_DIR, file_sha256, shard_name, write_manifest, write_shard  # noqa: E402
-from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
+from ..common.atomic import write_text_atomic
+from ..common.errors import DataError
+from ..common.interrupt import ignore_sigint, sigint_ignored
+from ..common.threads import ONE_THREAD_ENV
+from ..preprocessing.deconv import PHYSICS_CHANNELS
+from ..reading import physics as P
+from ..reading.hdc import find_samples
+from .shards import SHARD_DIR, file_sha256, shard_name, write_manifest, write_shard
+from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,
                      estimate_step_geometry, make_config, pair_stages)
 
 CONFIG_FILE = "prepare_config.json"
@@ -231,7 +226,7 @@ def run_jobs(pool, fn, jobs: list, done=None) -> list:
             if done:
                 done(job)
         return results
-    with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+    with sigint_ignored():  # the workers start here (pipelines/common/interrupt.py)
         futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
     results = [None] * len(jobs)
     try:
@@ -386,7 +381,7 @@ def main(argv=None) -> int:
                     help="pairs per step whose median geometry --registration step applies")
     ap.add_argument("--images-per-shard", type=int, default=16)
     ap.add_argument("--physics", choices=PHYSICS_CHANNELS, default="none",
-                    help="add the physics input channel: the step's Wiener deconvolution (pipelines.deconv)")
+                    help="add the physics input channel: the step's Wiener deconvolution (pipelines.preprocessing.deconv)")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable pairs, list them in the manifest")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--preview", type=int, nargs="?", const=3, default=0, metavar="N",
@@ -437,6 +432,3 @@ def main(argv=None) -> int:
         print(f"preview: {args.out / m['preview']}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
