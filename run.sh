@@ -49,9 +49,9 @@ case "${1:-demo}" in
         exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --replace-default --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
     train-nontext)
         # Work in progress (the HDC2021 sanity check), deblur/models/nontext-wip.keras: the shipped
-        # model fine-tuned with a quarter of procedural non-text scenes (pipelines.nontext), BatchNorm
-        # statistics kept (--freeze-batchnorm): lr 3*10^-4 seeds 5 and 6, then 10^-4 seed 7.
-        # Re-running resumes; EPOCHS5/6/7 bound the phases.
+        # model fine-tuned with a quarter of procedural non-text scenes
+        # (pipelines.simulation.nontext), BatchNorm statistics kept (--freeze-batchnorm): lr 3*10^-4
+        # seeds 5 and 6, then 10^-4 seed 7. Re-running resumes; EPOCHS5/6/7 bound the phases.
         T=".venv/bin/python -m deblur.train --steps 0-19 --nontext-fraction 0.25 --freeze-batchnorm --synth-val-nontext 1"
         $T --run-dir runs/sanity2 --epochs "${EPOCHS5:-19}" --seed 5 --init deblur/models/default.keras --lr 0.0003
         $T --run-dir runs/sanity3 --epochs "${EPOCHS6:-19}" --seed 6 --init runs/sanity2/last.keras --lr 0.0003

@@ -2,12 +2,13 @@
 
     python -m bench.corrupt_shard_bench [--runs 20] [--timeout 60] [--keep DIR]
 
-Writes a tiny prepared set (pipelines.shards format: step 5, three training shards of random 32 px
-tiles and one validation shard), cuts the third training shard to its first 5000 bytes, as in the
-issue (`head -c 5000 good.npz > set/shards/step05-train-0002.npz`), then runs `python -m deblur.train` on it --runs times (a tiny model, 2 epochs), each killed after
---timeout seconds if it has not ended. Prints one row per run (exit status, seconds, whether the
-last line is the shard's error) and a summary. The goal (issue 22): every run exits 1 within 60 s.
-Other jobs on the machine slow every run alike.
+Writes a tiny prepared set (pipelines.preparation.shards format: step 5, three training shards of
+random 32 px tiles and one validation shard), cuts the third training shard to its first 5000 bytes,
+as in the issue (`head -c 5000 good.npz > set/shards/step05-train-0002.npz`), then runs `python -m
+deblur.train` on it --runs times (a tiny model, 2 epochs), each killed after --timeout seconds if it
+has not ended. Prints one row per run (exit status, seconds, whether the last line is the shard's
+error) and a summary. The goal (issue 22): every run exits 1 within 60 s. Other jobs on the machine
+slow every run alike.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.shards import FORMAT_VERSION, SHARD_DIR, shard_name, write_manifest, write_shard
+from pipelines.preparation.shards import FORMAT_VERSION, SHARD_DIR, shard_name, write_manifest, write_shard
 
 MODEL = ["--model-dim", "8", "--model-subdim", "8", "--model-refinements", "3", "--model-shared-width", "3"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import physics as P
+from pipelines.reading import physics as P
 
 
 def _one(job) -> tuple[int, float, float, float]:
@@ -75,7 +75,7 @@ def confusion_png(true: np.ndarray, est: np.ndarray, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipelines.atomic import atomic_path
+    from pipelines.common.atomic import atomic_path
 
     n = P.N_STEPS
     cm = np.zeros((n, n), dtype=int)
@@ -99,8 +99,8 @@ def non_text_frames(steps=(2, 8, 15)) -> dict[str, np.ndarray]:
     and a natural photo (skimage's camera) shown on the display and seen through each of `steps`."""
     from skimage import data, transform
 
-    from pipelines.scene import DISPLAY_SHAPE
-    from pipelines.simulate import blurred_camera, rng_for
+    from pipelines.simulation.scene import DISPLAY_SHAPE
+    from pipelines.simulation.simulate import blurred_camera, rng_for
 
     frames = {"blank": blurred_camera(np.ones(DISPLAY_SHAPE, np.float32), 5, rng_for(1, 5, 0, 0)),
               "saturated": np.ones(P.IMAGE_SHAPE, np.float32),
@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from deblur.estimate import default_table, estimate
-    from pipelines.errors import DataError
-    from pipelines.hdc import find_samples
+    from pipelines.common.errors import DataError
+    from pipelines.reading.hdc import find_samples
 
     try:
         samples = find_samples(args.data)

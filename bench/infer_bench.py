@@ -15,9 +15,9 @@ median seconds per image of the stages:
 
 plus reading the TIFF and writing the PNG (what `python -m deblur` adds), the same network in
 mixed bfloat16 (with its largest deviation from float32), and skimage.restoration.wiener with the
-step's disc PSF (`pipelines.psf.disc_kernel`) at full size and at 1:7 (+ up-scale). The issue's goal:
-under 1 s per image on 2 CPU cores. Other jobs on the machine slow every row alike; the load
-average is printed before and after.
+step's disc PSF (`pipelines.reading.psf.disc_kernel`) at full size and at 1:7 (+ up-scale). The
+issue's goal: under 1 s per image on 2 CPU cores. Other jobs on the machine slow every row alike;
+the load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def simulated_image(step: int, seed: int = 0):
     """One full-size blurred CAM02 image (uint16) of the simulator at `step`."""
     import numpy as np
 
-    from pipelines.scene import random_text, render_text
-    from pipelines.simulate import blurred_camera, rng_for, to_uint16
+    from pipelines.simulation.scene import random_text, render_text
+    from pipelines.simulation.simulate import blurred_camera, rng_for, to_uint16
 
     rng = rng_for(seed, step, 0, 1)
     raster = render_text(random_text(rng), "Times")
@@ -87,10 +87,10 @@ def main(argv=None):
 
     import numpy as np
 
-    from pipelines.hdc import load_tiff
-    from pipelines.output import to_uint8, write_png
-    from pipelines.physics import RADIUS_PX, check_step
-    from pipelines.preprocess import downscale, upscale
+    from pipelines.common.output import to_uint8, write_png
+    from pipelines.preprocessing.preprocess import downscale, upscale
+    from pipelines.reading.hdc import load_tiff
+    from pipelines.reading.physics import RADIUS_PX, check_step
 
     step = check_step(args.step)
     n = max(1, args.images)
@@ -160,7 +160,7 @@ def main(argv=None):
     # Wiener baselines
     from skimage.restoration import wiener
 
-    from pipelines.psf import disc_kernel
+    from pipelines.reading.psf import disc_kernel
 
     full = image.astype(np.float32) / np.float32(65535)
     radius = float(RADIUS_PX[step])

@@ -3,8 +3,8 @@
     python -m bench.prepare_bench [--pairs 40] [--workers 1,2] [--modes step,pair,table,none]
         [--steps 4,9] [--data DIR] [--accuracy]
 
-Simulates --pairs image pairs (`pipelines.simulate.simulate`, spread over --steps and both fonts)
-into a temporary folder (or uses an existing set given by --data), then prints
+Simulates --pairs image pairs (`pipelines.simulation.simulate.simulate`, spread over --steps and
+both fonts) into a temporary folder (or uses an existing set given by --data), then prints
 
 1. the time of every stage of one pair (best of 3, in this process): load TIFFs, downscale (both
    images), vignetting, median channels, binarise, registration (one pair's estimate), warp of the
@@ -16,19 +16,20 @@ into a temporary folder (or uses an existing set given by --data), then prints
    included), whose inverse x workers is what the cores would give if nothing else ran on them.
 
 --accuracy prints instead the registration error per step against the simulator's truth (the
-physics table, `pipelines.physics.step_physics`): of every pair's own estimate (pair mode) and of
-the step median that --registration step applies (`estimate_step_geometry`), as the largest
+physics table, `pipelines.reading.physics.step_physics`): of every pair's own estimate (pair mode)
+and of the step median that --registration step applies (`estimate_step_geometry`), as the largest
 misalignment over the image in full-size pixels (`residual_misalignment`). Simulate more pairs per
 step for it, e.g. --steps 0-19 --pairs 120.
 
-Like the prepare command, this runs with one BLAS thread per process (pipelines.prepare.ONE_THREAD_ENV).
-The numbers depend on what else runs on the machine: the load average is printed before and after.
+Like the prepare command, this runs with one BLAS thread per process
+(pipelines.common.threads.ONE_THREAD_ENV). The numbers depend on what else runs on the machine:
+the load average is printed before and after.
 """
 from __future__ import annotations
 
 import os
 
-if __name__ == "__main__":  # one BLAS thread, before numpy loads: see pipelines.prepare.ONE_THREAD_ENV
+if __name__ == "__main__":  # one BLAS thread, before numpy loads: see pipelines/common/threads.py
     for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_k, "1")
 
@@ -56,12 +57,12 @@ def _best(fn, reps=3):
 
 def stage_times(sample, cfg, tmp: Path, reps: int = 3) -> list[tuple[str, float]]:
     """Seconds of each stage of one pair, with the functions prepare uses."""
-    from pipelines.hdc import load_pair
-    from pipelines.stages import estimate_pair_geometry
-    from pipelines.preprocess import PreprocessConfig, binarise_target, downscale, median_channels, remove_vignetting
-    from pipelines.registration import warp_to_blurred_frame
-    from pipelines.shards import write_shard
-    from pipelines.tiling import TileGrid
+    from pipelines.preparation.shards import write_shard
+    from pipelines.preparation.stages import estimate_pair_geometry
+    from pipelines.preprocessing.preprocess import PreprocessConfig, binarise_target, downscale, median_channels, remove_vignetting
+    from pipelines.preprocessing.registration import warp_to_blurred_frame
+    from pipelines.preprocessing.tiling import TileGrid
+    from pipelines.reading.hdc import load_pair
 
     pre = PreprocessConfig.from_dict(cfg["preprocess"])
     f = pre.factor
@@ -101,7 +102,7 @@ def _cpu_seconds() -> float:
 
 
 def run_mode(data, out, steps, mode, workers) -> dict:
-    from pipelines.prepare import prepare
+    from pipelines.preparation.prepare import prepare
 
     c0, t0 = _cpu_seconds(), time.perf_counter()
     m = prepare(data, out, steps, workers=workers, registration=mode, progress=False, overwrite=True)
@@ -117,10 +118,10 @@ def run_mode(data, out, steps, mode, workers) -> dict:
 
 
 def _pair_error(job):
-    from pipelines.hdc import load_pair
-    from pipelines.stages import estimate_pair_geometry
-    from pipelines.preprocess import downscale
-    from pipelines.registration import residual_misalignment
+    from pipelines.preparation.stages import estimate_pair_geometry
+    from pipelines.preprocessing.preprocess import downscale
+    from pipelines.preprocessing.registration import residual_misalignment
+    from pipelines.reading.hdc import load_pair
 
     sample, factor = job
     sharp, blurred = load_pair(sample)
@@ -130,9 +131,9 @@ def _pair_error(job):
 
 
 def _step_error(job):
-    from pipelines.stages import estimate_step_geometry
-    from pipelines.preprocess import downscaled_shape
-    from pipelines.registration import residual_misalignment
+    from pipelines.preparation.stages import estimate_step_geometry
+    from pipelines.preprocessing.preprocess import downscaled_shape
+    from pipelines.preprocessing.registration import residual_misalignment
 
     samples, cfg = job
     factor = float(cfg["preprocess"]["factor"])
@@ -142,7 +143,7 @@ def _step_error(job):
 
 
 def _truth(step, factor):
-    from pipelines.physics import step_physics
+    from pipelines.reading.physics import step_physics
 
     ph = step_physics(step)
     return (ph["scale_x"], ph["scale_y"], ph["shift_x"] / factor, ph["shift_y"] / factor)
@@ -150,7 +151,7 @@ def _truth(step, factor):
 
 def accuracy(samples, cfg, workers) -> None:
     """Print the registration error per step (pair estimates and step median) against the truth."""
-    from pipelines.prepare import run_jobs, worker_pool
+    from pipelines.preparation.prepare import run_jobs, worker_pool
 
     factor = float(cfg["preprocess"]["factor"])
     steps = sorted({s.step for s in samples})
@@ -166,10 +167,10 @@ def accuracy(samples, cfg, workers) -> None:
 
 
 def main(argv=None) -> int:
-    from pipelines.hdc import find_samples
-    from pipelines.physics import parse_steps
-    from pipelines.stages import REGISTRATION_MODES, make_config
-    from pipelines.simulate import simulate
+    from pipelines.preparation.stages import REGISTRATION_MODES, make_config
+    from pipelines.reading.hdc import find_samples
+    from pipelines.reading.physics import parse_steps
+    from pipelines.simulation.simulate import simulate
 
     ap = argparse.ArgumentParser(prog="python -m bench.prepare_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,7 +36,7 @@ def _median_time(fn, n: int) -> float:
 
 
 def bench_simulator(tmp: Path, pairs: int) -> float:
-    from pipelines.simulate import simulate
+    from pipelines.simulation.simulate import simulate
 
     per_font = max(1, pairs // 2)
     t0 = time.perf_counter()
@@ -53,7 +53,7 @@ def bench_prepare(tmp: Path) -> float:
 
 def bench_ocr(tmp: Path, n: int) -> float:
     from eval.ocr import score_many
-    from pipelines.hdc import find_samples, load_tiff
+    from pipelines.reading.hdc import find_samples, load_tiff
 
     samples = find_samples(tmp / "sim", [STEP])
     pairs = [(load_tiff(s.sharp), "\n".join(s.text)) for s in samples][:n]

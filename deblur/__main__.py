@@ -8,10 +8,11 @@ the summary lists the estimated steps, and images whose estimate has a low confi
 
 Reads every image in INPUT_DIR (text images, QR targets and sanity photos; the calibration shots
 PSF / LSF_X / LSF_Y are skipped and counted): TIFF, PNG or JPEG, 8- or 16-bit, read to [0, 1] by
-`pipelines.images.load_image` (one image per name: foo.tif wins over foo.png). Writes one 8-bit
-grayscale PNG per input with the same
+`pipelines.reading.images.load_image` (one image per name: foo.tif wins over foo.png). Writes one
+8-bit grayscale PNG per input with the same
 stem into OUTPUT_DIR (created if missing), at the input's full size, with the left 50 columns
-white (`pipelines.output.to_uint8`), atomically. Without --model the shipped default model is used.
+white (`pipelines.common.output.to_uint8`), atomically. Without --model the shipped default model is
+used.
 
 Warnings (stderr, one line each; the images are still written): a step outside the steps the
 model's card says it was trained on; with a numeric STEP, an image far from HDC2021's size or text
@@ -32,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.errors import DataError
-from pipelines.physics import N_STEPS, check_step
+from pipelines.common.errors import DataError
+from pipelines.reading.physics import N_STEPS, check_step
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,8 +130,8 @@ def _run(argv, state: dict) -> int:
         parser.print_usage(sys.stderr)
         return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    from pipelines.hdc import is_calibration
-    from pipelines.images import image_files, load_image
+    from pipelines.reading.hdc import is_calibration
+    from pipelines.reading.images import image_files, load_image
 
     in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
     if not in_dir.is_dir():
@@ -147,7 +148,7 @@ def _run(argv, state: dict) -> int:
     state.update(total=len(inputs), out=out_dir)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipelines.output import to_uint8, write_png
+    from pipelines.common.output import to_uint8, write_png
 
     from .infer import Deblurrer
 

@@ -1,8 +1,8 @@
-"""tf.data input pipeline streaming a prepared training set (pipelines.shards format).
+"""tf.data input pipeline streaming a prepared training set (pipelines.preparation.shards format).
 
     shard file names (reshuffled every pass, repeated)
-      -> interleave: each slot loads ONE shard (tf.numpy_function -> pipelines.shards.read_shard)
-         and yields its tiles; `cycle_length` shards are open at a time
+      -> interleave: each slot loads ONE shard (tf.numpy_function -> shards.read_shard) and yields
+         its tiles; `cycle_length` shards are open at a time
       -> shuffle buffer (tiles) -> batch -> cast (x float32, step float32 (b, 1), y / 255 float32,
          y centre-cropped to the model's output size) -> prefetch
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import DataError
-from pipelines.shards import SHARD_DIR, read_manifest, read_shard, shard_entries
+from pipelines.common.errors import DataError
+from pipelines.preparation.shards import SHARD_DIR, read_manifest, read_shard, shard_entries
 
 
 def _npy_header(zf: zipfile.ZipFile, name: str):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.physics import IMAGE_SHAPE
+from pipelines.reading.physics import IMAGE_SHAPE
 
 SIZE_RANGE = (0.75, 1.33)        # each side may differ from the camera's by this factor
 HDC_LINE_PITCH = 285             # full-size px between HDC text lines (Times ~279, Verdana ~295)
@@ -28,7 +28,7 @@ def line_pitch(image) -> float | None:
     clear one."""
     from scipy.signal import find_peaks
 
-    from pipelines.preprocess import downscale, remove_vignetting
+    from pipelines.preprocessing.preprocess import downscale, remove_vignetting
 
     a = np.asarray(image, dtype=np.float32)
     if min(a.shape) < 8 * FACTOR:

@@ -20,10 +20,10 @@ Two cues give a posterior over the 20 steps:
    a few per cent from step 1 to step 19 (step 0's 3 px comes out ~4 px: the display's pixel
    staircase puts similar dips into the text's own spectrum).
 2. The contrast. The darkest text after dividing out the background (minus the 0.5th percentile)
-   falls with the step: the measured gain/offset of `pipelines.physics` and the blur spreading the
-   strokes. It separates steps 0-3 sharply and rules out far-off spectral minima at large steps;
-   a model-mismatch spread (CONTRAST_MISMATCH) keeps it from outvoting a clear spectrum on real
-   images, whose heavier glyphs keep more contrast than the simulation's.
+   falls with the step: the measured gain/offset of `pipelines.reading.physics` and the blur
+   spreading the strokes. It separates steps 0-3 sharply and rules out far-off spectral minima at
+   large steps; a model-mismatch spread (CONTRAST_MISMATCH) keeps it from outvoting a clear spectrum
+   on real images, whose heavier glyphs keep more contrast than the simulation's.
 
     log posterior(s) = -n_eff / 2 * S_s - (log c - mu_s)^2 / (2 sd_s^2) - log sd_s
 
@@ -48,12 +48,12 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from pipelines import physics as P
-from pipelines.atomic import write_text_atomic
-from pipelines.errors import DataError
-from pipelines.hdc import is_calibration
-from pipelines.images import image_files, load_image
-from pipelines.preprocess import downscale, remove_vignetting
+from pipelines.common.atomic import write_text_atomic
+from pipelines.common.errors import DataError
+from pipelines.preprocessing.preprocess import downscale, remove_vignetting
+from pipelines.reading import physics as P
+from pipelines.reading.hdc import is_calibration
+from pipelines.reading.images import image_files, load_image
 
 FACTOR = 4                       # work at 1:4: 365 x 590 for a full-size image
 FINE_FACTOR = 2                  # ... and at 1:2 on a central crop, where the small discs show
@@ -291,8 +291,8 @@ def default_table() -> dict:
 @lru_cache(maxsize=32)
 def folder_radii(folder: str) -> tuple[float, ...]:
     """The per-step radii for images in `folder`: the physics table, with the radius measured from
-    the LSF_X / LSF_Y shots there (`pipelines.lsf`, plausibility-checked) where present."""
-    from pipelines.lsf import lsf_radius
+    the LSF_X / LSF_Y shots there (`pipelines.reading.lsf`, plausibility-checked) where present."""
+    from pipelines.reading.lsf import lsf_radius
 
     radii = list(map(float, P.RADIUS_PX))
     shots: dict[int, list] = {}
@@ -333,7 +333,7 @@ def fit_table(data, progress: bool = True) -> dict:
     with the best log-likelihood of the true steps) from every text image below `data`."""
     from tqdm import tqdm
 
-    from pipelines.hdc import find_samples
+    from pipelines.reading.hdc import find_samples
 
     samples = find_samples(data)
     feats, steps = [], []

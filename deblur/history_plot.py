@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.atomic import atomic_path
+from pipelines.common.atomic import atomic_path
 
 
 def read_history(run_dir) -> list[dict]:

@@ -5,7 +5,7 @@
     out = d.deblur(image, step)                      # (H, W) float32 in [0, 1], 1 = white paper
     out = d.deblur(rgb, "auto")                      # colour as the CLI converts it; step estimated
 
-Pipeline (the same stages as training, `pipelines.preprocess` / `pipelines.tiling`):
+Pipeline (the same stages as training, `pipelines.preprocessing`: `preprocess` / `tiling`):
 
     full-size blurred image -> preprocess_blurred (1:7, vignetting removed, median channels and,
         if the model has one, the physics channel of the step)
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.images import LUMA, to_unit_gray
-from pipelines.errors import DataError
-from pipelines.physics import N_STEPS, check_step
-from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale
-from pipelines.tiling import TileGrid
+from pipelines.common.errors import DataError
+from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_blurred, upscale
+from pipelines.preprocessing.tiling import TileGrid
+from pipelines.reading.images import LUMA, to_unit_gray
+from pipelines.reading.physics import N_STEPS, check_step
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.keras"
 METHODS = ("auto", "tiled", "full")
@@ -97,9 +97,10 @@ def read_card(model_path) -> dict:
 
 
 def as_unit_image(image) -> np.ndarray:
-    """An image as (h, w) float32 in [0, 1], converted as `pipelines.images.load_image` converts
-    files: uint16 is divided by 65535, uint8 by 255, floats must already be in [0, 1]; gray + alpha,
-    RGB and RGBA (h, w, 2|3|4) become gray with the ITU-R 601-2 luma weights, alpha ignored."""
+    """An image as (h, w) float32 in [0, 1], converted as `pipelines.reading.images.load_image`
+    converts files: uint16 is divided by 65535, uint8 by 255, floats must already be in [0, 1];
+    gray + alpha, RGB and RGBA (h, w, 2|3|4) become gray with the ITU-R 601-2 luma weights, alpha
+    ignored."""
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
         if a.dtype in (np.uint8, np.uint16):

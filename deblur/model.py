@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import DataError
+from pipelines.common.errors import DataError
 
 from .layers import BilinearUpsample2x, HighwayRefinement, StepGate, StepInput  # noqa: F401  (registers the layers)
 
@@ -395,7 +395,7 @@ def rebuild(model, input_size="same", dtype="float32"):
 
 def save_model(model, path) -> Path:
     """Save as .keras, atomically."""
-    from pipelines.atomic import atomic_path
+    from pipelines.common.atomic import atomic_path
 
     path = Path(path)
     if path.suffix != ".keras":

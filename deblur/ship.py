@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.atomic import atomic_path, write_text_atomic
-from pipelines.errors import DataError
+from pipelines.common.atomic import atomic_path, write_text_atomic
+from pipelines.common.errors import DataError
 
 from .history_plot import read_history
 from .infer import DEFAULT_MODEL, card_path, read_card
@@ -65,7 +65,7 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
                                                       "nontext_fraction")},
         "data": {"synthetic_stream": True, "seed": config["args"]["seed"],
                  "samples_seen": len(rows) * int(config["args"]["steps_per_epoch"] or 50) * config["args"]["batch_size"],
-                 "note": "pipelines.synth stream (1:7 forward model of the simulator), seed as above; "
+                 "note": "pipelines.simulation.synth stream (1:7 forward model of the simulator), seed as above; "
                          "evaluation sets use the full simulator with seed 9001"} if synthetic else {"simulator_seed": sim.get("seed"), "samples_per_font_per_step": sim.get("samples_per_font"),
                  "layout": sim.get("layout"), "registration": manifest_cfg.get("registration"),
                  "tiles": config["data"].get("tiles"), "tile_size": [config["data"].get("input_size"),

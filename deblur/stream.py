@@ -1,5 +1,6 @@
 """The synthetic training stream (`deblur.train --synthetic`): batches made on the fly by
-`pipelines.synth`, in worker processes, for any Keras backend (a `keras.utils.PyDataset`, no tf.data).
+`pipelines.simulation.synth`, in worker processes, for any Keras backend (a `keras.utils.PyDataset`,
+no tf.data).
 
     image index n of the stream (seed S) -> synth_pair(S, n): a 1:7 input (208 x 337 x C) and target
     pyramid models: one sample per image, cropped to a multiple of the model's size multiple
@@ -9,7 +10,8 @@
 Batch b of epoch e holds the samples (e * batches_per_epoch + b) * batch_size + [0, batch_size):
 every epoch sees new scenes, a resumed run (`epoch` set from the backup) continues the stream
 where it stopped, and the validation scenes come from another stream of the same seed
-(`pipelines.synth.STREAMS`), so they never appear in training. Deterministic per (seed, index).
+(`pipelines.simulation.synth.STREAMS`), so they never appear in training. Deterministic per
+(seed, index).
 """
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pipelines.prepare import env_defaults
-from pipelines.threads import ONE_THREAD_ENV
-from pipelines.synth import pair_rng, synth_pair
+from pipelines.common.threads import ONE_THREAD_ENV
+from pipelines.preparation.prepare import env_defaults
+from pipelines.simulation.synth import pair_rng, synth_pair
 
 
 def _make_image(job):
@@ -83,7 +85,8 @@ def crop_image(x, y, multiple: int):
 
 def random_tile(x, y, in_size: int, out_size: int, rng: np.random.Generator):
     """A random (in_size, in_size, C) input tile and its centred (out_size, out_size) target, from an
-    image padded as `pipelines.tiling.TileGrid` pads (reflect, margin (in - out) / 2)."""
+    image padded as `pipelines.preprocessing.tiling.TileGrid` pads (reflect, margin
+    (in - out) / 2)."""
     m = (in_size - out_size) // 2
     xp = np.pad(x, ((m, m), (m, m), (0, 0)), mode="reflect")
     i = int(rng.integers(0, max(1, x.shape[0] - out_size + 1)))
@@ -151,7 +154,7 @@ def validation_batches(seed: int, steps, per_step: int, geometry: dict, batch_si
     """Fixed validation batches: `per_step` text scenes and `nontext_per_step` non-text scenes of
     each step from the "val" stream (whole images for pyramid models, every output tile of the
     image for valid-conv models); each sample is marked text (0) or non-text (1)."""
-    from pipelines.tiling import TileGrid
+    from pipelines.preprocessing.tiling import TileGrid
 
     samples = []
     for step in steps:

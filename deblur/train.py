@@ -15,7 +15,7 @@ given overrides, and a flag that contradicts --init's model (another architectur
 is an error naming it. `--model-arch highway` alone gives the highway design's own sizes (dim 32,
 batch 32).
 
-Without --data, batches are made on the fly by pipelines.synth (deblur/stream.py), in
+Without --data, batches are made on the fly by pipelines.simulation.synth (deblur/stream.py), in
 --synth-workers processes, validated on --synth-val-per-step fixed scenes per step of a separate
 stream. Pyramid models train on whole 1:7 images, valid-conv models on random tiles
 (--synth-tiles-per-image per scene, --model-input-size). Runs under any Keras backend
@@ -56,8 +56,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.errors import DataError
-from pipelines.physics import N_STEPS, parse_steps
+from pipelines.common.errors import DataError
+from pipelines.reading.physics import N_STEPS, parse_steps
 
 STOP_EXIT_CODE = 3  # exit status of the --stop-after-epoch debug flag
 
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="prepared set folder (manifest.json + shards/); "
                    "without it: the synthetic stream")
     p.add_argument("--synthetic", action="store_true",
-                   help="train from the synthetic stream (pipelines.synth): the default without --data")
+                   help="train from the synthetic stream (pipelines.simulation.synth): the default without --data")
     p.add_argument("--synth-workers", type=_nonneg_int, default=None,
                    help=f"processes generating synthetic pairs (0: in the training process; recipe {r['synth_workers']})")
     p.add_argument("--synth-val-per-step", type=_pos_int, default=None,
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
                    help="random tiles cut from each synthetic scene (valid-conv models)")
     p.add_argument("--nontext-fraction", type=_fraction_arg, default=None,
-                   help="synthetic stream: fraction of procedural non-text scenes (pipelines.nontext: dead leaves, "
+                   help="synthetic stream: fraction of procedural non-text scenes (pipelines.simulation.nontext: dead leaves, "
                         "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
                         "so the network deblurs general images (the HDC2021 sanity check), not only text "
                         f"(recipe {r['nontext_fraction']:g})")
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="non-text validation scenes per step (with --nontext-fraction > 0)")
     p.add_argument("--physics", choices=["none", "wiener"], default=None,
                    help="synthetic stream: the physics input channel, the step's Wiener deconvolution "
-                        f"(pipelines.deconv; recipe {r['physics']}); with --data the prepared set decides")
+                        f"(pipelines.preprocessing.deconv; recipe {r['physics']}); with --data the prepared set decides")
     p.add_argument("--init", default=None, help="start from the weights of this saved .keras model and take its "
                    "architecture and preprocessing from its card or run config (a model with one input channel "
                    "fewer is extended: the new channel's weights start at 0)")
@@ -467,7 +467,7 @@ def _truncate_history(path: Path, epochs: int):
         reader = csv.reader(f)
         header = next(reader)
         keep = [r for r in reader if r and int(r[header.index("epoch")]) < epochs]
-    from pipelines.atomic import atomic_path
+    from pipelines.common.atomic import atomic_path
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -627,7 +627,7 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
                           f"use another --run-dir")
     elif hist.exists():
         hist.unlink()
-    from pipelines.atomic import write_text_atomic
+    from pipelines.common.atomic import write_text_atomic
     write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2, sort_keys=True, default=str))
     monitor = getattr(config, "monitor", "val_loss")
     vals = [r[monitor] for r in rows if monitor in r and math.isfinite(r[monitor])]
@@ -760,7 +760,7 @@ def train(config) -> dict:
     backend, devices, gpu = _backend_info(keras)
     _log(config, f"backend {backend}; devices: {devices}", "(GPU)" if gpu else "(no GPU: training on CPU)")
 
-    from pipelines.preprocess import PreprocessConfig
+    from pipelines.preprocessing.preprocess import PreprocessConfig
     run_dir = Path(config.run_dir)
     if config.synthetic:
         pre = PreprocessConfig(physics=config.physics)
@@ -886,7 +886,7 @@ def train(config) -> dict:
             stream.source.close()
     rows = read_history_csv(run_dir / "history.csv")
     history = _history_dict(rows)
-    from pipelines.atomic import write_text_atomic
+    from pipelines.common.atomic import write_text_atomic
     write_text_atomic(run_dir / "history.json", json.dumps(history, indent=1))
     _log(config, f"done: {len(rows)} epochs in {time.time() - t0:.0f}s (this session); "
                  f"best val_loss {min(history.get('val_loss', [float('nan')])):.4f}; "

@@ -2,18 +2,19 @@
 
 Both get the same pre- and post-processing as the network, for a fair comparison:
 
-1. the blurred CAM02 image (float in [0, 1]) is down-scaled 1:7 (`pipelines.preprocess.downscale`)
-   and its vignetted background divided out (`remove_vignetting`, mode "divide": background 0,
-   fully dark text at -c);
+1. the blurred CAM02 image (float in [0, 1]) is down-scaled 1:7
+   (`pipelines.preprocessing.preprocess.downscale`) and its vignetted background divided out
+   (`remove_vignetting`, mode "divide": background 0, fully dark text at -c);
 2. the contrast is mapped back to the sharp scale, u = 1 + x / c, so that the background is 1 and
    black text 0 (`to_unit`). c = g (W - T) / (g W + o) is the full text contrast of the step,
-   from the measured gain g and offset o of `pipelines.physics` and the scene's white W and black
+   from the measured gain g and offset o of `pipelines.reading.physics` and the scene's white W and black
    T: the blurred image is g * blur(sharp) + o, so a linear map is the right inverse;
 3. deconvolution at 1:7 with the step's PSF (`step_psf`): the disc model with the radius measured
    from the step's line calibration shots ("lsf"), or the PSF measured from its dot shot ("shot",
    `psf_from_shot`), or, where there are no shots, the disc model `disc_kernel(radius / 7)` of the
    physics table; the image is padded by reflection first so the circular FFT does not wrap;
-4. `upscale` back to full size, clip to [0, 1], `pipelines.output.to_uint8` (white left strip).
+4. `upscale` back to full size, clip to [0, 1], `pipelines.common.output.to_uint8` (white left
+   strip).
 
 Parameters (Wiener's `balance`, Richardson-Lucy's `num_iter`, and "lsf" or "shot") are tuned per
 step on TRAINING data by mean official OCR score (`--tune`) and stored in
@@ -45,16 +46,16 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
-from pipelines import physics as P
-from pipelines.atomic import write_text_atomic
-from pipelines.deconv import _padded, disc_psf, wiener  # noqa: F401  (shared with the physics channel)
-from pipelines.errors import DataError
-from pipelines.hdc import find_calibration
-from pipelines.images import load_image
-from pipelines.output import to_uint8
-from pipelines.preprocess import downscale, remove_vignetting, upscale
-from pipelines.lsf import MAX_RADIUS_DEVIATION, lsf_radius  # noqa: F401 (re-exported)
-from pipelines.psf import disc_kernel
+from pipelines.common.atomic import write_text_atomic
+from pipelines.common.errors import DataError
+from pipelines.common.output import to_uint8
+from pipelines.preprocessing.deconv import _padded, disc_psf, wiener  # noqa: F401  (shared with the physics channel)
+from pipelines.preprocessing.preprocess import downscale, remove_vignetting, upscale
+from pipelines.reading import physics as P
+from pipelines.reading.hdc import find_calibration
+from pipelines.reading.images import load_image
+from pipelines.reading.lsf import MAX_RADIUS_DEVIATION, lsf_radius  # noqa: F401 (re-exported)
+from pipelines.reading.psf import disc_kernel
 
 FACTOR = 7
 PARAMS_FILE = Path(__file__).with_name("baseline_params.json")
@@ -168,7 +169,7 @@ def _shot_psf(path: str, step: int, factor: float) -> np.ndarray | None:
 
 def measured_radius(data_root, step: int) -> float | None:
     """The blur radius (full-size px) measured from the LSF_X / LSF_Y shots of the step below
-    `data_root` (`pipelines.psf.measure_radius_from_lsf`), None if there are none."""
+    `data_root` (`pipelines.reading.psf.measure_radius_from_lsf`), None if there are none."""
     shots = find_calibration(data_root, step)
     paths = tuple((k, str(Path(shots[k]).resolve())) for k in ("LSF_X", "LSF_Y") if k in shots)
     return lsf_radius(paths, int(step)) if paths else None
@@ -235,13 +236,13 @@ def deblur(blurred, step: int, method: str, value, psf, factor=FACTOR) -> np.nda
 
 def flat_field(folder, step: int, factor, count: int = 4):
     """A camera's illumination at 1:`factor`: the mean of the vignetted white backgrounds fitted
-    (`pipelines.preprocess.estimate_background`) on up to `count` text images of `step` in `folder`
-    (of any step if it has none of this one); None if the folder has no text image. A photo's own
-    border is scene, not background: its illumination is measured on the text. (CAM01: the sanity
-    reference, eval.sanity; CAM02: wiener-reg.)"""
-    from pipelines.hdc import is_text_image, step_of
-    from pipelines.images import image_files
-    from pipelines.preprocess import estimate_background
+    (`pipelines.preprocessing.preprocess.estimate_background`) on up to `count` text images of
+    `step` in `folder` (of any step if it has none of this one); None if the folder has no text
+    image. A photo's own border is scene, not background: its illumination is measured on the text.
+    (CAM01: the sanity reference, eval.sanity; CAM02: wiener-reg.)"""
+    from pipelines.preprocessing.preprocess import estimate_background
+    from pipelines.reading.hdc import is_text_image, step_of
+    from pipelines.reading.images import image_files
 
     texts = [p for p in image_files(folder) if is_text_image(p)]
     texts = [p for p in texts if step_of(p) == int(step)] or texts

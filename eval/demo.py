@@ -17,9 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.errors import DataError
-from pipelines.physics import parse_steps
-from pipelines.simulate import simulate
+from pipelines.common.errors import DataError
+from pipelines.reading.physics import parse_steps
+from pipelines.simulation.simulate import simulate
 
 from .score import (DEFAULT_METHODS, PASS, aggregate, default_methods,  # noqa: F401 (re-exported)
                     evaluate, format_sanity, format_table, highest_step_passed, parse_methods, plot)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.atomic import atomic_path
-from pipelines.images import load_image
-from pipelines.output import to_uint8
+from pipelines.common.atomic import atomic_path
+from pipelines.common.output import to_uint8
+from pipelines.reading.images import load_image
 
 CROP = (slice(230, 1330), slice(120, 2260))  # rows, columns of the full-size text area (+ blur spread)
 REDUCE = 4
@@ -42,7 +42,7 @@ def _load_png(path) -> np.ndarray:
 
 def pick_photo(sanity) -> str | None:
     """The photo the sanity rows show: the first of SANITY_PHOTOS present (else any photo)."""
-    from pipelines.scene import SANITY_PHOTOS
+    from pipelines.simulation.scene import SANITY_PHOTOS
 
     names = [s.name for s in sanity if s.is_photo]
     return next((n for n in SANITY_PHOTOS if n in names), names[0] if names else None)

@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rapidfuzz.distance import Indel, Levenshtein
 
-from pipelines.errors import DataError
-from pipelines.interrupt import ignore_sigint, sigint_ignored
+from pipelines.common.errors import DataError
+from pipelines.common.interrupt import ignore_sigint, sigint_ignored
 
 TESSERACT_CONFIG = (
     "--oem 1 --psm 6 -c load_system_dawg=false -c load_freq_dawg=false "
@@ -265,7 +265,7 @@ def _init_worker() -> None:
     # Tesseract's OpenMP threads fight each other across processes; one thread each gives
     # the same text and is about 5x cheaper per call.
     os.environ["OMP_THREAD_LIMIT"] = "1"
-    ignore_sigint()  # Ctrl-C is the main process's to handle (pipelines/interrupt.py)
+    ignore_sigint()  # Ctrl-C is the main process's to handle (pipelines/common/interrupt.py)
 
 
 def score_many(pairs, workers: int | None = None, progress: bool = True) -> list[OcrResult]:
@@ -293,7 +293,7 @@ def score_many(pairs, workers: int | None = None, progress: bool = True) -> list
             with ProcessPoolExecutor(
                 max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
             ) as ex:
-                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                with sigint_ignored():  # the workers start here (pipelines/common/interrupt.py)
                     futures = {ex.submit(score_image, im, tt): i for i, (im, tt) in enumerate(pairs)}
                 try:
                     for fut in as_completed(futures):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import DataError
-from pipelines.hdc import find_samples
+from pipelines.common.errors import DataError
+from pipelines.reading.hdc import find_samples
 
 
 def select_samples(data, steps=None, per_font: int | None = None) -> list:

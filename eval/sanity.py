@@ -1,20 +1,23 @@
 """The HDC2021 sanity check, measured: does a method deblur general images, or paint text?
 
 Per sanity image (a photo `focusStep_N_Image_<name>` or the `focusStep_N_QRcode` target, read by
-`pipelines.hdc.find_sanity`): the Spearman rank correlation between the method's output and the
-sharp image in the blurred image's frame, both area-downscaled 1:8 (`pipelines.preprocess.downscale`),
-on the central region without the outer MARGIN of each side (the borders, where the frames' fields
-of view and the blur's edge handling differ, must not dominate). Rank correlation does not depend on
-the intensity mapping (any monotone contrast stretch scores the same), only on the order of the
-grey levels: a text texture painted over a photo ranks its pixels by stroke, not by scene.
+`pipelines.reading.hdc.find_sanity`): the Spearman rank correlation between the method's output and
+the sharp image in the blurred image's frame, both area-downscaled 1:8
+(`pipelines.preprocessing.preprocess.downscale`), on the central region without the outer MARGIN of
+each side (the borders, where the frames' fields of view and the blur's edge handling differ, must
+not dominate). Rank correlation does not depend on the intensity mapping (any monotone contrast
+stretch scores the same), only on the order of the grey levels: a text texture painted over a photo
+ranks its pixels by stroke, not by scene.
 
 The sharp reference works for real data too: CAM01 down-scaled 1:8, divided by CAM01's illumination
 (the vignetted white background fitted on the text images of the same step and folder,
 `flat_field`: a photo's own border cannot tell illumination from scene, and on a low-contrast photo
 like "moon" the 5-15 % vignetting is a larger signal than the scene), then warped into the CAM02
-frame with the physics table's geometry (`pipelines.registration.warp_to_blurred_frame`, as
-`pipelines.synth.target_small` does). On simulated data it agrees with the noise-free scene
-(`pipelines.scene.sample_camera` in the step's geometry) to about 0.03 (`--compare-reference`).
+frame with the physics table's geometry
+(`pipelines.preprocessing.registration.warp_to_blurred_frame`, as
+`pipelines.simulation.synth.target_small` does). On simulated data it agrees with the noise-free
+scene (`pipelines.simulation.scene.sample_camera` in the step's geometry) to about 0.03
+(`--compare-reference`).
 
 The output is scored as it is: a method that keeps the blurred camera's vignetting is judged with it
 (on "moon", whose contrast is below the vignetting's, that costs the photo). It is not forgiven by
@@ -38,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import physics as P
-from pipelines.preprocess import downscale
-from pipelines.registration import warp_to_blurred_frame
+from pipelines.preprocessing.preprocess import downscale
+from pipelines.preprocessing.registration import warp_to_blurred_frame
+from pipelines.reading import physics as P
 
 from .baselines import flat_field  # noqa: F401  (the illumination of a folder's text images)
 
@@ -114,7 +117,7 @@ SANITY_FIELDS = ("sanity_n", "sanity_median", "sanity_min", "sanity_gain", "sani
 def select_sanity(data, steps=None) -> list:
     """The sanity captures below `data` at `steps`, one per (step, name): the simulator's training
     layout holds each in both font folders, the second copy is left out."""
-    from pipelines.hdc import find_sanity
+    from pipelines.reading.hdc import find_sanity
 
     chosen, seen = [], set()
     for s in find_sanity(data, None if steps is None else set(steps)):
@@ -141,7 +144,7 @@ class SanityScorer:
 
     def reference(self, sample) -> np.ndarray:
         if sample.key not in self._refs:
-            from pipelines.images import load_image
+            from pipelines.reading.images import load_image
 
             sharp = load_image(sample.sharp, expect_shape=None)
             flat = self.flat(sample)
@@ -157,8 +160,8 @@ class SanityScorer:
         method outputs it, 8-bit), cached."""
         key = ("blurred", sample.key)
         if key not in self._refs:
-            from pipelines.images import load_image
-            from pipelines.output import to_uint8
+            from pipelines.common.output import to_uint8
+            from pipelines.reading.images import load_image
 
             out = to_uint8(load_image(sample.blurred, expect_shape=None))
             self._refs[key] = self(sample, out.astype(np.float32) / np.float32(255))  # as a PNG reads
@@ -167,9 +170,9 @@ class SanityScorer:
     def sharp_output(self, sample) -> np.ndarray:
         """The `sharp` leaderboard method on a sanity image: CAM01 with its illumination divided out,
         in the CAM02 frame, full size, uint8 (the reference at full size: the ceiling, ~1)."""
-        from pipelines.images import load_image
-        from pipelines.output import to_uint8
-        from pipelines.preprocess import upscale
+        from pipelines.common.output import to_uint8
+        from pipelines.preprocessing.preprocess import upscale
+        from pipelines.reading.images import load_image
 
         sharp = load_image(sample.sharp, expect_shape=None)
         flat = self.flat(sample)
@@ -183,7 +186,7 @@ class SanityScorer:
 def sanity_records(method: str, samples, paths, scorer: SanityScorer, out=None) -> list[dict]:
     """Per-image records {method, step, name, photo, rho, rho_blurred (the input's own), image,
     blurred} of a method's output PNGs."""
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     recs = []
     for s, p in zip(samples, paths):
@@ -303,7 +306,7 @@ def _n(v) -> str:
 def scene_reference(name: str, step: int, factor: int = FACTOR) -> np.ndarray:
     """Simulated data only: the noise-free scene of sanity photo `name` in CAM02's geometry of
     `step` (no optics, noise or vignetting), 1:`factor`."""
-    from pipelines.scene import render_photo, sample_camera
+    from pipelines.simulation.scene import render_photo, sample_camera
 
     return downscale(sample_camera(render_photo(name), P.step_physics(int(step))), factor)
 
@@ -312,7 +315,7 @@ def compare_reference(data, steps=None) -> list[dict]:
     """Per step of a simulated set: median over the photos of the blurred image's correlation with
     the CAM01 reference (`SanityScorer`: flat-fielded, warped) and with the noise-free scene
     (`scene_reference`), and the largest difference between the two over the photos."""
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     scorer = SanityScorer()
     samples = [s for s in select_sanity(data, steps) if s.is_photo]
@@ -332,7 +335,7 @@ def compare_reference(data, steps=None) -> list[dict]:
 def sweep_balance(data, balances, steps=None) -> list[dict]:
     """Per step: median and minimum over the photos of wiener-reg (`eval.baselines.RegularisedWiener`)
     at each balance, and of the blurred image itself (balance None)."""
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     from .baselines import RegularisedWiener
 
@@ -370,7 +373,7 @@ def main(argv=None) -> int:
             raise ValueError("balances must be > 0")
     except ValueError as e:
         ap.error(str(e))
-    from pipelines.errors import DataError
+    from pipelines.common.errors import DataError
     try:
         rows = compare_reference(args.data, set(steps)) if args.compare_reference else None
         sweep = sweep_balance(args.data, balances, set(steps)) if balances else None

@@ -6,7 +6,8 @@ OCR scorer, per blur step.
 
 Default methods: sharp, identity, wiener, rl and model (when the model file is there).
 
-Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50 columns white):
+Methods (every output leaves through `pipelines.common.output.to_uint8`: 8-bit, left 50 columns
+white):
   sharp     CAM01 as is: the ceiling
   identity  CAM02 (blurred) as is
   wiener    Wiener deconvolution at 1:7 (eval.baselines; parameters eval/baseline_params.json)
@@ -17,7 +18,7 @@ Methods (every output leaves through `pipelines.output.to_uint8`: 8-bit, left 50
   model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
 
 Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG images
-(`pipelines.images.load_image`). `--samples N` takes the first N samples per font
+(`pipelines.reading.images.load_image`). `--samples N` takes the first N samples per font
 per step. Per method and step: mean official score (all, Times, Verdana; failures count as 0), the
 number of failures, mean character error rate, pass (score >= 70); per method the highest step
 passed under the challenge rule (every step from 0 up to it passed; -1 if step 0 fails; "n/a
@@ -51,12 +52,12 @@ from pathlib import Path
 import numpy as np
 
 from deblur.infer import DEFAULT_MODEL  # no TensorFlow: deblur.infer imports it lazily
-from pipelines.atomic import atomic_path, write_text_atomic
-from pipelines.errors import DataError
-from pipelines.images import load_image
-from pipelines.interrupt import ignore_sigint, sigint_ignored
-from pipelines.output import to_uint8, write_png
-from pipelines.physics import parse_steps
+from pipelines.common.atomic import atomic_path, write_text_atomic
+from pipelines.common.errors import DataError
+from pipelines.common.interrupt import ignore_sigint, sigint_ignored
+from pipelines.common.output import to_uint8, write_png
+from pipelines.reading.images import load_image
+from pipelines.reading.physics import parse_steps
 
 from .ocr import official_score, score_many
 from .samples import format_steps, image_path, select_samples
@@ -212,7 +213,7 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
             jobs = [(name, data_root, params, s, p) for s, p in zip(samples, paths)]
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
                                      initializer=ignore_sigint) as ex:
-                with sigint_ignored():  # the workers start here (pipelines/interrupt.py)
+                with sigint_ignored():  # the workers start here (pipelines/common/interrupt.py)
                     done = ex.map(_produce, jobs, chunksize=4)
                 for _ in done:
                     bar.update(1)

@@ -17,7 +17,7 @@ import csv
 import sys
 from pathlib import Path
 
-from pipelines.atomic import write_text_atomic
+from pipelines.common.atomic import write_text_atomic
 
 from .sanity import highest_step_passed_with_sanity
 from .score import PASS, format_highest, highest_step_passed

@@ -1,1 +1,2 @@
-"""Data side of hdc-deblur: reading the HDC2021 layouts, simulating them, and preprocessing."""
+"""Data side of hdc-deblur: reading the HDC2021 data, preprocessing, simulation and training-set
+preparation, one subpackage each (docs/development.md: the layout and its import order)."""

@@ -22,7 +22,7 @@ def simulate() -> int:
 
 
 def prepare() -> int:
-    from .threads import one_blas_thread
+    from .common.threads import one_blas_thread
 
     one_blas_thread()  # before numpy loads, as `python -m pipelines.prepare` does
     return _main("pipelines.prepare")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.simulate import simulate
+from pipelines.simulation.simulate import simulate
 
 STEPS = (0, 5)
 PHOTOS = ("camera", "coins")  # two of the sanity photos keep the shared trees small
@@ -19,7 +19,7 @@ def to_png8(tif, png) -> Path:
     """A TIFF as an 8-bit grayscale PNG the way HDC examples circulate: round(v / 65535 * 255)."""
     from PIL import Image
 
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     a = np.rint(load_image(tif, expect_shape=None) * 255).astype(np.uint8)
     Image.fromarray(a, mode="L").save(png)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.shards import read_shard
+from pipelines.preparation.shards import read_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "deblur" / "models" / "default.keras"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from eval import baselines as B
-from pipelines import physics as P
-from pipelines.psf import disc_kernel
-from pipelines.registration import disc_blur
+from pipelines.preprocessing.registration import disc_blur
+from pipelines.reading import physics as P
+from pipelines.reading.psf import disc_kernel
 
 
 def _text_like(shape=(120, 200), seed=0) -> np.ndarray:
@@ -54,8 +54,8 @@ def _pad_to(a, n):
 
 @pytest.mark.parametrize("step", [5, 9])
 def test_psf_from_a_simulated_psf_shot_matches_the_disc(step):
-    from pipelines.scene import render_target
-    from pipelines.simulate import blurred_camera, rng_for
+    from pipelines.simulation.scene import render_target
+    from pipelines.simulation.simulate import blurred_camera, rng_for
 
     rng = rng_for(11, step, 103, 0)
     shot = blurred_camera(render_target("PSF"), step, rng)
@@ -96,8 +96,8 @@ def test_step_psf_uses_the_shots_and_falls_back_to_the_disc(sim_train, tmp_path)
 
 
 def test_to_unit_maps_background_to_one_and_text_darker():
-    from pipelines.scene import render_text
-    from pipelines.simulate import blurred_camera, rng_for
+    from pipelines.simulation.scene import render_text
+    from pipelines.simulation.simulate import blurred_camera, rng_for
 
     img = blurred_camera(render_text(("ABCDEFGHJK", "LMNPQRSTUV", "WXYZ012345"), "Times"), 0, rng_for(3, 0, 0, 1))
     u = B.to_unit(img, 0)
@@ -129,7 +129,7 @@ def test_the_committed_table_covers_every_step():
 
 
 def test_baseline_method_on_a_sample(sim_eval):
-    from pipelines.hdc import find_samples
+    from pipelines.reading.hdc import find_samples
 
     s = find_samples(sim_eval, steps={5})[0]
     out = B.Baseline("wiener", sim_eval)(s)

@@ -13,10 +13,10 @@ import tifffile
 
 from bench.estimate_bench import non_text_frames
 from deblur import estimate as E
-from pipelines import physics as P
-from pipelines.errors import DataError
-from pipelines.scene import random_text, render_text
-from pipelines.simulate import blurred_camera, rng_for, to_uint16, write_tiff
+from pipelines.common.errors import DataError
+from pipelines.reading import physics as P
+from pipelines.simulation.scene import random_text, render_text
+from pipelines.simulation.simulate import blurred_camera, rng_for, to_uint16, write_tiff
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^(\S+) (\d+) (\d+\.\d) (\d\.\d{3})$")
@@ -184,7 +184,7 @@ def test_score_model_auto_uses_the_estimated_step(folder, tmp_path):
     keras = pytest.importorskip("keras")
     from deblur.model import build_model, save_model
     from eval.score import METHODS, AutoModelMethod, make_method
-    from pipelines.hdc import Sample
+    from pipelines.reading.hdc import Sample
 
     keras.utils.set_random_seed(5)
     path = save_model(build_model(dim=4, subdim=4, refinements=1, max_step=19), tmp_path / "m.keras")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipelines.errors import DataError
-from pipelines.hdc import find_calibration, find_samples, find_sanity, list_inputs, load_pair, load_tiff, read_text
+from pipelines.common.errors import DataError
+from pipelines.reading.hdc import find_calibration, find_samples, find_sanity, list_inputs, load_pair, load_tiff, read_text
 
 
 def test_train_layout_records(sim_train):

@@ -1,13 +1,13 @@
-"""The one image loader (pipelines.images): TIFF, PNG and JPEG, 8- and 16-bit, colour to luma,
-which file wins for one name, and a clear DataError naming the file for every bad input."""
+"""The one image loader (pipelines.reading.images): TIFF, PNG and JPEG, 8- and 16-bit, colour to
+luma, which file wins for one name, and a clear DataError naming the file for every bad input."""
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from pipelines.errors import DataError
-from pipelines.hdc import load_tiff
-from pipelines.images import find_image, image_files, load_image, pillow_array
+from pipelines.common.errors import DataError
+from pipelines.reading.hdc import load_tiff
+from pipelines.reading.images import find_image, image_files, load_image, pillow_array
 
 
 def ramp16(shape=(60, 90)):

@@ -97,9 +97,10 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_sees_module_and_function_level_imports():
     graph = import_graph()
-    assert "pipelines.errors" in graph["pipelines.hdc"]              # module level, absolute
-    assert "deblur.layers" in graph["deblur.model"]                  # module level, relative
-    assert "deblur.model" in graph["deblur.train"]                   # inside a function
+    assert "pipelines.common.errors" in graph["pipelines.reading.hdc"]  # module level, absolute
+    assert "pipelines.common.atomic" in graph["pipelines.simulation.simulate"]  # relative, `..`
+    assert "deblur.layers" in graph["deblur.model"]                     # module level, relative
+    assert "deblur.model" in graph["deblur.train"]                      # inside a function
 
 
 def test_no_import_cycles():
@@ -113,9 +114,13 @@ def _python(code):
 
 
 def test_data_prep_and_ocr_do_not_import_tensorflow():
-    # eval.score imports deblur (deblur.infer.DEFAULT_MODEL): the package itself must stay light
-    code = ("import sys, deblur, deblur.infer, deblur.estimate, pipelines.prepare, pipelines.simulate, "
-            "pipelines.synth, eval.ocr, eval.score, eval.baselines; "
+    # every pipelines module (the commands pipelines.prepare and pipelines.simulate, simulation,
+    # preprocessing, ...); eval.score imports deblur (deblur.infer.DEFAULT_MODEL): the package
+    # itself must stay light
+    data_side = sorted(m for m in _project_modules() if m.split(".")[0] == "pipelines")
+    assert {"pipelines.prepare", "pipelines.simulate", "pipelines.preprocessing.preprocess"} <= set(data_side)
+    code = (f"import sys, deblur, deblur.infer, deblur.estimate, {', '.join(data_side)}, "
+            "eval.ocr, eval.score, eval.baselines; "
             "bad = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
     r = _python(code)
@@ -137,11 +142,30 @@ def test_plain_keras_loader_after_import_deblur(imports, loader):
 
 LAYERS = {"pipelines": 0, "deblur": 1, "eval": 2, "bench": 3}  # data < model < evaluation < benchmarks
 
+# Inside pipelines (docs/development.md): shared utilities < reading the data < preprocessing <
+# simulation < preparing training sets < the command modules at the top.
+PIPELINES_LAYERS = {"common": 0, "reading": 1, "preprocessing": 2, "simulation": 3, "preparation": 4}
+PIPELINES_TOP = {"pipelines", "pipelines.commands", "pipelines.prepare", "pipelines.simulate"}
 
-def upward_imports(graph) -> list[tuple[str, str]]:
-    """(importer, imported) pairs where a lower package imports a higher one."""
-    layer = lambda m: LAYERS[m.split(".")[0]]  # noqa: E731
-    return sorted((a, b) for a, deps in graph.items() for b in deps if layer(b) > layer(a))
+
+def package_layer(module: str) -> int:
+    return LAYERS[module.split(".")[0]]
+
+
+def pipelines_layer(module: str) -> int:
+    if module in PIPELINES_TOP:
+        return len(PIPELINES_LAYERS)
+    return PIPELINES_LAYERS[module.split(".")[1]]
+
+
+def upward_imports(graph, layer=package_layer, within=None) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a lower layer imports a higher one (among the modules of
+    package `within` only, if given)."""
+    def inside(m):
+        return within is None or m.split(".")[0] == within
+
+    return sorted((a, b) for a, deps in graph.items() for b in deps
+                  if inside(a) and inside(b) and layer(b) > layer(a))
 
 
 def test_no_import_runs_from_a_lower_package_to_a_higher_one():
@@ -151,3 +175,25 @@ def test_no_import_runs_from_a_lower_package_to_a_higher_one():
 def test_upward_import_check_can_fail():
     assert upward_imports({"deblur.estimate": {"eval.baselines"}, "eval.score": {"deblur.infer"}}) == [
         ("deblur.estimate", "eval.baselines")]
+
+
+def test_every_pipelines_module_has_a_layer():
+    """A new module goes into one of the subpackages (or is a command module at the top)."""
+    pipelines = [m for m in _project_modules() if m.split(".")[0] == "pipelines"]
+    unplaced = [m for m in pipelines if m not in PIPELINES_TOP and m.split(".")[1] not in PIPELINES_LAYERS]
+    assert not unplaced, f"modules outside the pipelines subpackages: {unplaced}"
+    assert set(PIPELINES_LAYERS) == {m.split(".")[1] for m in pipelines if m not in PIPELINES_TOP}
+
+
+def test_no_import_runs_from_a_lower_pipelines_subpackage_to_a_higher_one():
+    assert upward_imports(import_graph(), pipelines_layer, within="pipelines") == []
+
+
+def test_pipelines_upward_import_check_can_fail():
+    graph = {"pipelines.reading.lsf": {"pipelines.simulation.simulate", "pipelines.common.errors"},
+             "pipelines.simulation.synth": {"pipelines.preprocessing.preprocess"},
+             "pipelines.preprocessing.deconv": {"pipelines.prepare"},
+             "deblur.stream": {"pipelines.simulation.synth"}}
+    assert upward_imports(graph, pipelines_layer, within="pipelines") == [
+        ("pipelines.preprocessing.deconv", "pipelines.prepare"),
+        ("pipelines.reading.lsf", "pipelines.simulation.simulate")]

@@ -16,7 +16,7 @@ from deblur import infer  # noqa: E402
 from deblur.__main__ import main as cli  # noqa: E402
 from deblur.infer import Deblurrer  # noqa: E402
 from deblur.model import ModelLoadError, build_model, save_model  # noqa: E402
-from pipelines.preprocess import PreprocessConfig, preprocess_blurred, upscale  # noqa: E402
+from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_blurred, upscale  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="test_infer")

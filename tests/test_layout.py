@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import physics as P
-from pipelines.layout import REAL_EXTENTS, ink_extents, simulated_extents
-from pipelines.scene import render_text, sample_camera
+from pipelines.reading import physics as P
+from pipelines.simulation.layout import REAL_EXTENTS, ink_extents, simulated_extents
+from pipelines.simulation.scene import render_text, sample_camera
 
 SHARP_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "hdc2021" / "fixtures" / "sharp" / \
     "cam01_focusStep_3_timesR_size_30_sample_0001.jpg"

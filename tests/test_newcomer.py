@@ -100,7 +100,7 @@ def test_deblur_warns_about_a_step_the_model_was_not_trained_on(sim_eval, model_
 
 def test_hdc_images_are_in_domain_and_others_get_a_warning_suggesting_auto(sim_eval):
     from deblur.domain import domain_warning, line_pitch
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
     from PIL import Image, ImageDraw, ImageFont
 
     for step in (0, 5):
@@ -122,7 +122,7 @@ def test_deblur_warns_about_a_photo_unlike_hdc_at_a_fixed_step(sim_eval, model_t
     from PIL import Image
 
     from deblur.__main__ import main
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     src = tmp_path / "in"
     src.mkdir()
@@ -142,7 +142,7 @@ def test_deblurrer_takes_rgb_like_the_cli_and_auto(sim_eval, tmp_path):
 
     from deblur.infer import Deblurrer, as_unit_image
     from deblur.model import build_model
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     gray8 = np.uint8(np.rint(load_image(_step_image(sim_eval)) * 255))
     rgb = np.stack([gray8, gray8 // 2, 255 - gray8], axis=-1)

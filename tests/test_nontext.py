@@ -1,16 +1,16 @@
-"""Procedural non-text training scenes (pipelines.nontext), their pairs in the synthetic stream, and
-the preprocessing that must keep a photo's range (the HDC2021 sanity check)."""
+"""Procedural non-text training scenes (pipelines.simulation.nontext), their pairs in the synthetic
+stream, and the preprocessing that must keep a photo's range (the HDC2021 sanity check)."""
 import json
 
 import numpy as np
 import pytest
 
-from pipelines import nontext as N
-from pipelines import physics as P
-from pipelines.deconv import physics_channel
-from pipelines.preprocess import BACKGROUND_RANGE, PreprocessConfig, estimate_background, remove_vignetting
-from pipelines.scene import DISPLAY_SHAPE
-from pipelines.synth import grey_target_small, is_nontext, synth_pair
+from pipelines.preprocessing.deconv import physics_channel
+from pipelines.preprocessing.preprocess import BACKGROUND_RANGE, PreprocessConfig, estimate_background, remove_vignetting
+from pipelines.reading import physics as P
+from pipelines.simulation import nontext as N
+from pipelines.simulation.scene import DISPLAY_SHAPE
+from pipelines.simulation.synth import grey_target_small, is_nontext, synth_pair
 
 
 @pytest.mark.parametrize("kind", N.KINDS)
@@ -84,7 +84,7 @@ def test_background_fit_stays_within_the_border_values():
 def test_background_clamp_never_binds_on_a_text_image(monkeypatch):
     """On a real text frame (vignetting, noise, blur tails at step 19) the fit is what it was
     without the clamp."""
-    import pipelines.preprocess as pre
+    import pipelines.preprocessing.preprocess as pre
 
     for step in (0, 19):
         blurred = synth_pair(3, 0, step=step).blurred

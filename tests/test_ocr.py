@@ -22,7 +22,7 @@ from eval.ocr import (
     score_text,
     step_mean,
 )
-from pipelines.errors import DataError
+from pipelines.common.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TRUE3 = "VrkQCAeNBZ\nResijkFLTX\n GgceTmrxD"

@@ -1,12 +1,12 @@
 """The physics input channel: the step's Wiener deconvolution beside the median channels
-(pipelines.deconv, PreprocessConfig.physics), shared with the Wiener baseline, and carried through
-training (--physics, --init of a model with fewer channels) and inference."""
+(pipelines.preprocessing.deconv, PreprocessConfig.physics), shared with the Wiener baseline, and
+carried through training (--physics, --init of a model with fewer channels) and inference."""
 import numpy as np
 import pytest
 
-from pipelines import deconv
-from pipelines.preprocess import PreprocessConfig, preprocess_blurred, preprocess_small
-from pipelines.synth import synth_pair
+from pipelines.preprocessing import deconv
+from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_blurred, preprocess_small
+from pipelines.simulation.synth import synth_pair
 
 WIENER = PreprocessConfig(physics="wiener")
 
@@ -67,7 +67,7 @@ def test_full_size_and_stream_inputs_agree_with_the_channel():
     rng = np.random.default_rng(0)
     full = np.clip(0.8 + 0.02 * rng.standard_normal((7 * 40, 7 * 60)), 0, 1).astype(np.float32)
     full[100:160, 120:300] = 0.3
-    from pipelines.preprocess import downscale
+    from pipelines.preprocessing.preprocess import downscale
     np.testing.assert_array_equal(preprocess_blurred(full, WIENER, step=9),
                                   preprocess_small(downscale(full, 7), WIENER, step=9))
 
@@ -84,7 +84,7 @@ def test_init_extends_a_model_with_fewer_channels(tmp_path):
 
     from deblur.model import ModelSpec, build_from_spec, save_model
     from deblur.train import _load_init
-    from pipelines.errors import DataError
+    from pipelines.common.errors import DataError
 
     spec5 = ModelSpec(arch="pyramid", dim=4, subdim=4, input_size=None, pyramid_dims=(4, 6, 8),
                       pyramid_refinements=(1, 1, 1), channels=5)

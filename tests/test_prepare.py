@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.errors import DataError
-from pipelines.prepare import main, prepare
-from pipelines.shards import read_manifest, read_shard
+from pipelines.common.errors import DataError
+from pipelines.preparation.prepare import main, prepare
+from pipelines.preparation.shards import read_manifest, read_shard
 
 
 def _run(data, out, **kw):
@@ -16,8 +16,8 @@ def _run(data, out, **kw):
 def _check_step_registration(m, out):
     """Default mode: one median geometry per step, near the simulator's truth (the physics table),
     kept in step_registration.json."""
-    from pipelines.physics import step_physics
-    from pipelines.registration import residual_misalignment
+    from pipelines.preprocessing.registration import residual_misalignment
+    from pipelines.reading.physics import step_physics
 
     assert m["config"]["registration"] == "step" and m["config"]["registration_pairs"] == 5
     assert set(m["step_registration"]) == {"0", "5"}
@@ -78,9 +78,9 @@ def test_bad_input_clear_error_or_skipped(sim_train, tmp_path):
 def test_pair_stages_are_the_preprocessing_functions(sim_train):
     """prepare composes the stages itself (to share the down-scaled images with the registration);
     it must stay identical to preprocess_blurred / preprocess_sharp."""
-    from pipelines.hdc import find_samples, load_pair
-    from pipelines.stages import make_config, pair_stages
-    from pipelines.preprocess import PreprocessConfig, preprocess_blurred, preprocess_sharp
+    from pipelines.preparation.stages import make_config, pair_stages
+    from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_blurred, preprocess_sharp
+    from pipelines.reading.hdc import find_samples, load_pair
 
     sample = find_samples(sim_train, steps={5})[0]
     cfg = make_config(sim_train, [5], registration="table")
@@ -104,7 +104,7 @@ def test_pair_stages_are_the_preprocessing_functions(sim_train):
 def test_workers_give_the_same_shards_and_preview(sim_train, tmp_path, monkeypatch):
     """Worker processes, forked (the environment asks for one BLAS thread, as the command line sets
     it) or spawned (it does not), produce the same bytes as the in-process run; --preview writes a PNG."""
-    from pipelines.prepare import ONE_THREAD_ENV
+    from pipelines.preparation.prepare import ONE_THREAD_ENV
 
     a = _run(sim_train, tmp_path / "a", registration="table")
     for k in ONE_THREAD_ENV:

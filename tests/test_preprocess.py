@@ -1,11 +1,11 @@
-"""Preprocessing shared by prepare / inference / evaluation (pipelines.preprocess)."""
+"""Preprocessing shared by prepare / inference / evaluation (pipelines.preprocessing.preprocess)."""
 import json
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipelines import preprocess as P
+from pipelines.preprocessing import preprocess as P
 
 
 def _coords(shape):

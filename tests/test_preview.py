@@ -1,12 +1,12 @@
-"""pipelines.preview: the picture of every preparation stage."""
+"""pipelines.preparation.preview: the picture of every preparation stage."""
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from pipelines.errors import DataError
-from pipelines.preview import choose_samples, main, preview
+from pipelines.common.errors import DataError
+from pipelines.preparation.preview import choose_samples, main, preview
 
 FakeSample = namedtuple("FakeSample", "step font sample_id blurred")
 
@@ -56,5 +56,5 @@ def test_no_samples_is_a_clear_error(sim_train, tmp_path, capsys):
     assert "nothing to preview" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(DataError, match="no samples"):
-        from pipelines.preview import write_preview
+        from pipelines.preparation.preview import write_preview
         write_preview(out, [], {})

@@ -117,7 +117,7 @@ def test_synthetic_training_resume_and_init(tmp_path):
     for a, b in zip(fresh.get_weights(), src.get_weights()):
         np.testing.assert_array_equal(a, b)
     other = build_from_spec(_spec(pyramid_dims=(4, 6, 10)))
-    from pipelines.errors import DataError
+    from pipelines.common.errors import DataError
     with pytest.raises(DataError, match="another architecture"):
         _load_init(other, run / "last.keras")
     tuned = tmp_path / "tuned"
@@ -168,10 +168,10 @@ def test_fine_tuning_on_a_shifted_simulated_set_lowers_its_loss(tmp_path, monkey
     from deblur.model import load_model
     from deblur.train import batch_bce, main
     from deblur import data as D
-    from pipelines import physics as P
-    from pipelines import scene
-    from pipelines.prepare import prepare
-    from pipelines.simulate import simulate
+    from pipelines.preparation.prepare import prepare
+    from pipelines.reading import physics as P
+    from pipelines.simulation import scene
+    from pipelines.simulation.simulate import simulate
 
     base = tmp_path / "base"
     common = ["--steps", "3", "--batch-size", "4", "--quiet", "--model-arch", "highway", "--model-dim", "4",

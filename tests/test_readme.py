@@ -106,7 +106,7 @@ def workspace(tmp_path_factory, sim_train, sim_eval):
     """A folder with what the README's commands take as given."""
     from PIL import Image
 
-    from pipelines.images import load_image
+    from pipelines.reading.images import load_image
 
     ws = tmp_path_factory.mktemp("readme")
     (ws / "deblur").symlink_to(ROOT / "deblur", target_is_directory=True)  # deblur/models/default.keras

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.errors import DataError
-from pipelines.hdc import find_calibration, find_samples, list_inputs, load_pair
+from pipelines.common.errors import DataError
+from pipelines.reading.hdc import find_calibration, find_samples, list_inputs, load_pair
 from sim_trees import png_copy, to_png8
 
 HALF_LEVEL = 0.5 / 255 + 1e-6  # 8-bit rounding error in [0, 1] units (+ float32 round-off)

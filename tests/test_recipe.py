@@ -88,7 +88,7 @@ def test_init_from_a_checkpoint_reads_its_run_config(tmp_path):
 def test_a_set_without_the_physics_channel_cannot_continue_a_physics_model(sim_train, tmp_path):
     """The old fine-tuning recipe (prepare without --physics wiener, then --init the shipped model)
     stopped with "{'channels': (6, 5)}"; the error now says what to add to pipelines.prepare."""
-    from pipelines.prepare import prepare
+    from pipelines.preparation.prepare import prepare
 
     data = tmp_path / "real"
     prepare(sim_train, data, [5], in_size=208, out_size=208, workers=1, progress=False)

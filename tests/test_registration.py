@@ -1,10 +1,10 @@
-"""CAM01 -> CAM02 registration and the blur kernel (pipelines.registration)."""
+"""CAM01 -> CAM02 registration and the blur kernel (pipelines.preprocessing.registration)."""
 import numpy as np
 import pytest
 
-from pipelines import registration as R
-from pipelines.preprocess import downscale
-from pipelines.physics import step_physics
+from pipelines.preprocessing import registration as R
+from pipelines.preprocessing.preprocess import downscale
+from pipelines.reading.physics import step_physics
 
 FULL = (1460, 2360)
 

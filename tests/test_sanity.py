@@ -4,10 +4,10 @@ import pytest
 from scipy import ndimage
 
 from eval import sanity as Z
-from pipelines import physics as P
-from pipelines.images import load_image
-from pipelines.preprocess import downscale
-from pipelines.scene import DISPLAY_SHAPE, random_text, render_photo, render_text, sample_camera
+from pipelines.preprocessing.preprocess import downscale
+from pipelines.reading import physics as P
+from pipelines.reading.images import load_image
+from pipelines.simulation.scene import DISPLAY_SHAPE, random_text, render_photo, render_text, sample_camera
 
 
 @pytest.fixture(scope="module")

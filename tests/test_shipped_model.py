@@ -25,8 +25,8 @@ def test_card_describes_the_shipped_file():
 def test_shipped_model_reads_step_5_text_the_raw_image_cannot(sim_eval):
     from deblur.infer import Deblurrer
     from eval.ocr import official_score, score_image
-    from pipelines.hdc import find_samples, load_tiff
-    from pipelines.output import to_uint8
+    from pipelines.common.output import to_uint8
+    from pipelines.reading.hdc import find_samples, load_tiff
 
     d = Deblurrer.from_file(None)
     samples = find_samples(sim_eval, [5])

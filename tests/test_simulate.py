@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipelines import physics as P
-from pipelines.preprocess import downscale
-from pipelines.psf import measure_radius_from_lsf
-from pipelines.scene import ALPHABET, DISPLAY_SHAPE, SANITY_PHOTOS, render_photo, render_target, sample_camera
-from pipelines.simulate import LINE_WIDTH_PX, blurred_camera, main, parse_photos, rng_for, simulate
+from pipelines.preprocessing.preprocess import downscale
+from pipelines.reading import physics as P
+from pipelines.reading.psf import measure_radius_from_lsf
+from pipelines.simulation.scene import ALPHABET, DISPLAY_SHAPE, SANITY_PHOTOS, render_photo, render_target, sample_camera
+from pipelines.simulation.simulate import blurred_camera, main, parse_photos, rng_for, simulate
 
 
 def test_files_dtype_size_and_text(sim_train):
@@ -127,8 +127,8 @@ def test_photos_option_and_worker_independence(tmp_path):
 def test_measured_blur_radius_matches_table(step):
     """The radius measured back from the simulated line shots is within 10 % of the table."""
     rng = rng_for(0, step, 101, 0)
-    rx = measure_radius_from_lsf(blurred_camera(render_target("LSF_X"), step, rng), 0, LINE_WIDTH_PX)
-    ry = measure_radius_from_lsf(blurred_camera(render_target("LSF_Y"), step, rng), 1, LINE_WIDTH_PX)
+    rx = measure_radius_from_lsf(blurred_camera(render_target("LSF_X"), step, rng), 0, P.LINE_WIDTH_PX)
+    ry = measure_radius_from_lsf(blurred_camera(render_target("LSF_Y"), step, rng), 1, P.LINE_WIDTH_PX)
     for r in (rx, ry):
         assert abs(r / P.RADIUS_PX[step] - 1) < 0.10, (step, rx, ry)
 

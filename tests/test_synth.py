@@ -1,11 +1,12 @@
-"""The fast 1:7 forward model (pipelines.synth) against the full simulator, and its stream."""
+"""The fast 1:7 forward model (pipelines.simulation.synth) against the full simulator, and its
+stream."""
 import numpy as np
 import pytest
 
-from pipelines import physics as P
-from pipelines import synth as S
-from pipelines.preprocess import PreprocessConfig, downscale
-from pipelines.scene import render_text, sample_camera
+from pipelines.preprocessing.preprocess import PreprocessConfig, downscale
+from pipelines.reading import physics as P
+from pipelines.simulation import synth as S
+from pipelines.simulation.scene import render_text, sample_camera
 
 
 def test_area_sampling_is_exactly_downscaled_nearest_neighbour_sampling():
@@ -28,7 +29,7 @@ def test_small_kernel_sums_to_one_and_grows_with_the_step():
 
 @pytest.mark.parametrize("step,font", [(0, "Times"), (8, "Verdana"), (19, "Times")])
 def test_fast_path_matches_the_full_simulator(step, font):
-    """The goals of `python -m pipelines.synth --compare` on one scene per step."""
+    """The goals of `python -m pipelines.simulation.synth --compare` on one scene per step."""
     for i in (S.FONTS.index(font),):
         full = S.full_path_pair(11, i, step, font, noise=False)
         fast = S.synth_pair(11, i, step=step, font=font, stream="compare", noise=False)

@@ -1,8 +1,8 @@
-"""Overlapping tiling and its inverse (pipelines.tiling)."""
+"""Overlapping tiling and its inverse (pipelines.preprocessing.tiling)."""
 import numpy as np
 import pytest
 
-from pipelines.tiling import TileGrid
+from pipelines.preprocessing.tiling import TileGrid
 
 
 def _image(shape, channels=None, seed=0):

@@ -1,6 +1,7 @@
 """Training: CLI parsing, shard streaming, a tiny learnable run, resume after a kill, mirrored and
-mixed-precision training. Sets are tiny fakes written with pipelines.shards (targets = the first
-input channel thresholded, centre-cropped: a task the network can learn in a few epochs)."""
+mixed-precision training. Sets are tiny fakes written with pipelines.preparation.shards (targets =
+the first input channel thresholded, centre-cropped: a task the network can learn in a few
+epochs)."""
 import csv
 import json
 import os
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.errors import DataError
-from pipelines.shards import FORMAT_VERSION, SHARD_DIR, shard_name, write_manifest, write_shard
+from pipelines.common.errors import DataError
+from pipelines.preparation.shards import FORMAT_VERSION, SHARD_DIR, shard_name, write_manifest, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, OUT = 32, 16           # the small model below maps 32 px tiles to 16 px

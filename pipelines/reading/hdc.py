@@ -6,8 +6,8 @@ Both are found by looking for blurred-camera folders anywhere below the root, so
 step folder, one group folder or a double-nested unpack works too. Text files are read beside the
 sharp image, else beside the blurred one.
 
-Images may also be 8- or 16-bit PNG or JPEG (`pipelines.images`: the formats, the grayscale rule
-and which file wins when one name exists in several formats); the names and rules above are the
+Images may also be 8- or 16-bit PNG or JPEG (`pipelines.reading.images`: the formats, the grayscale
+rule and which file wins when one name exists in several formats); the names and rules above are the
 same whatever the format, and the sharp partner and the text file are matched by stem.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..common.errors import DataError
 from .images import IMAGE_SUFFIXES, find_image, image_files, load_image
 
 BLURRED_DIRS = {"CAM02": "CAM01", "CAM02_blurred": "CAM01_focused"}  # blurred -> sharp sibling
@@ -201,7 +201,7 @@ def find_calibration(root, step: int, camera: str = "blurred") -> dict[str, Path
 
 def list_inputs(folder) -> list[Path]:
     """Images a submission must process in one input folder: every image (one per stem,
-    `pipelines.images.image_files`) but the calibration shots."""
+    `pipelines.reading.images.image_files`) but the calibration shots."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "input folder not found")

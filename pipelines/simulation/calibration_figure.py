@@ -1,6 +1,7 @@
 """Simulated CAM02 images beside the real HDC2021 thumbnails, at the same steps and scale.
 
-    python -m pipelines.calibration_figure [--fixtures ../shared/hdc2021/fixtures] [--out docs/calibration.png]
+    python -m pipelines.simulation.calibration_figure [--fixtures ../shared/hdc2021/fixtures]
+        [--out docs/calibration.png]
 
 Prints, per thumbnail, the 1st/50th/99th percentiles (8-bit) of the real and the simulated image.
 """
@@ -14,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from ..common.atomic import atomic_path
 from .scene import random_text, render_text
 from .simulate import blurred_camera, rng_for
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "hdc2021" / "fixtures"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "hdc2021" / "fixtures"
 THUMB_RE = re.compile(r"cam02_(?:focusStep_|step)(\d+)_(timesR|sample)")
 
 
@@ -62,7 +63,7 @@ def build(fixtures: Path, out: Path, seed: int = 2021) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.calibration_figure", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipelines.simulation.calibration_figure", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     ap.add_argument("--out", type=Path, default=Path("docs/calibration.png"))

@@ -1,9 +1,9 @@
 """Unlimited synthetic training pairs: the simulator's physics evaluated directly at the network's
 1:7 working scale, nothing written to disk.
 
-    python -m pipelines.synth --compare --steps 0-19 --samples 4 --seed 5   # fast path vs full simulator
-    python -m pipelines.synth --preview out/synth.png --steps 0,5,10,15,19  # look at some pairs
-    python -m pipelines.synth --speed 40                                     # pairs/s on one core
+    python -m pipelines.simulation.synth --compare --steps 0-19 --samples 4 --seed 5  # vs the simulator
+    python -m pipelines.simulation.synth --preview out/synth.png --steps 0,5,10,15,19  # some pairs
+    python -m pipelines.simulation.synth --speed 40                                # pairs/s on one core
 
 `synth_pair(seed, index)` gives what training consumes, deterministic per (seed, index): the input
 channels exactly as `preprocess_blurred` makes them from a full-size CAM02 image, and the binarised
@@ -32,12 +32,12 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage, signal
 
-from . import physics as P
+from ..preprocessing.preprocess import (PreprocessConfig, _crop_offset, binarise_target, downscale, downscaled_shape,
+                                        preprocess_small)
+from ..preprocessing.registration import warp_to_blurred_frame
+from ..reading import physics as P
+from ..reading.psf import disc_kernel
 from .nontext import nontext_scene
-from .preprocess import (PreprocessConfig, _crop_offset, binarise_target, downscale, downscaled_shape,
-                         preprocess_small)
-from .psf import disc_kernel
-from .registration import warp_to_blurred_frame
 from .scene import DISPLAY_SHAPE, random_text, render_text, vignetting
 
 FONTS = ("Times", "Verdana")
@@ -52,7 +52,7 @@ class SynthPair:
     font: str              # "" for a non-text scene
     text: tuple            # () for a non-text scene
     blurred: np.ndarray = field(repr=False, default=None)  # (H, W) the 1:7 CAM02 image before preprocessing
-    kind: str = "text"     # "text" or the non-text scene's kind (pipelines.nontext.KINDS)
+    kind: str = "text"     # "text" or the non-text scene's kind (pipelines.simulation.nontext.KINDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,8 +196,9 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
     """Pair number `index` of the stream (`seed`, `stream`): random step (from `steps`, with optional
     sampling `weights`) and font unless given, random text; deterministic per (seed, stream, index).
 
-    A fraction `nontext` of the pairs are procedural non-text scenes (pipelines.nontext) with their
-    sharp grey image as the target; `kind` forces one: "text", "nontext" or a kind name."""
+    A fraction `nontext` of the pairs are procedural non-text scenes (pipelines.simulation.nontext)
+    with their sharp grey image as the target; `kind` forces one: "text", "nontext" or a kind
+    name."""
     config = config or PreprocessConfig()
     if float(config.factor) != int(config.factor):
         raise ValueError(f"the synthetic stream needs an integer down-scale factor, got {config.factor}")
@@ -234,7 +235,7 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
 def full_path_pair(seed: int, index: int, step: int, font: str, stream: str = "compare",
                    config: PreprocessConfig | None = None, noise: bool = True) -> SynthPair:
     """The same scene through the full-size simulator and prepare's stages (for `--compare`)."""
-    from .preprocess import preprocess_blurred
+    from ..preprocessing.preprocess import preprocess_blurred
     from .simulate import blurred_camera, sharp_camera
 
     config = config or PreprocessConfig()
@@ -336,7 +337,7 @@ def preview(path, steps, seed: int = 0) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .atomic import atomic_path
+    from ..common.atomic import atomic_path
 
     steps = check_request(steps)
     fig, axes = plt.subplots(len(steps), 3, figsize=(10, 2.1 * len(steps)), squeeze=False)
@@ -354,7 +355,7 @@ def preview(path, steps, seed: int = 0) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.synth", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipelines.simulation.synth", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", action="store_true", help="fast path vs full simulator, one row per step")
     ap.add_argument("--preview", help="write a PNG of synthetic pairs to this path")

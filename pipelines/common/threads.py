@@ -3,8 +3,9 @@
 prepare parallelises over processes; OpenBLAS's own threads (the registration's least squares)
 oversubscribe the cores, and on a busy 2-core machine made one pair's registration 1.4 s instead
 of 0.2 s. The variables act only before numpy is loaded: a command sets them first thing, and
-spawned worker processes get them in their environment (`pipelines.prepare.worker_pool`).
-No imports beyond os here, so this can run before numpy loads.
+spawned worker processes get them in their environment
+(`pipelines.preparation.prepare.worker_pool`). No imports beyond os here, so this can run before
+numpy loads.
 """
 import os
 

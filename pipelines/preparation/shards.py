@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomic
-from .errors import DataError
+from ..common.atomic import atomic_path, write_text_atomic
+from ..common.errors import DataError
 
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"

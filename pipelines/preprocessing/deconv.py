@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import physics as P
-from .psf import disc_kernel
+from ..reading import physics as P
+from ..reading.psf import disc_kernel
 
 PHYSICS_CHANNELS = ("none", "wiener")
 # Noise amplification of a weak regulariser stays bounded. Text lies in [-1, 0]; the upper bound

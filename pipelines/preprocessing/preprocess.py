@@ -13,7 +13,7 @@ at factor f an axis of n input pixels gives m = floor(n / f) output pixels. Outp
 mean of the input interval [o + i*f, o + (i + 1)*f) with the crop offset o = (n - m*f) // 2 for an
 integer f (a centred crop: 1460 x 2360 at f = 7 drops 2 rows top and bottom and 1 column at the
 right) and o = (n - m*f) / 2 for a fractional f. Either way the image centre maps onto the image
-centre (within half an input pixel), so the camera geometry of `pipelines.physics` keeps its
+centre (within half an input pixel), so the camera geometry of `pipelines.reading.physics` keeps its
 scales and only divides its shifts by f.
 """
 from __future__ import annotations
@@ -420,7 +420,8 @@ class PreprocessConfig:
     seed: int = 0
     black_level: float = 0.5
     near_black_radius: float = 2.0
-    # "wiener": one more input channel, the step's Wiener deconvolution (pipelines.deconv)
+    # "wiener": one more input channel, the step's Wiener deconvolution
+    # (pipelines.preprocessing.deconv)
     physics: str = "none"
     physics_balance: float = 0.003
 
@@ -506,7 +507,8 @@ def preprocess_small(small, config=None, *, step=None) -> np.ndarray:
 
 def input_channels(corrected, config: PreprocessConfig, step=None) -> np.ndarray:
     """A vignetting-corrected 1:f image -> the network input: median_channels, then, if
-    config.physics is "wiener", the step's Wiener channel (`pipelines.deconv.physics_channel`)."""
+    config.physics is "wiener", the step's Wiener channel
+    (`pipelines.preprocessing.deconv.physics_channel`)."""
     channels = median_channels(corrected, config.median_widths)
     if not config.needs_step:
         return channels
@@ -518,8 +520,9 @@ def input_channels(corrected, config: PreprocessConfig, step=None) -> np.ndarray
 
 def preprocess_sharp(sharp, config=None, *, factor=None, white_fraction=None) -> np.ndarray:
     """Sharp full-size image -> (H, W) float32 target: downscale(factor) -> binarise_target.
-    (Registration into the blurred frame, `pipelines.registration.warp_to_blurred_frame`, is applied
-    by the caller, before or after this.)"""
+    (Registration into the blurred frame,
+    `pipelines.preprocessing.registration.warp_to_blurred_frame`, is applied by the caller, before
+    or after this.)"""
     c = _resolve_config(config, {"factor": factor, "white_fraction": white_fraction})
     return binarise_target(downscale(sharp, c.factor), c.white_fraction,
                            near_black_radius=c.near_black_radius, black_level=c.black_level)

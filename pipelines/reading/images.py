@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..common.errors import DataError
 from .physics import IMAGE_SHAPE
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")  # order = preference for one stem

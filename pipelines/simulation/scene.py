@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import physics as P
+from ..reading import physics as P
 
 # 49 symbols seen in every real HDC2021 text file: A-Z without I, O; a-z without l, o; space.
 ALPHABET = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "IO") + \
@@ -27,7 +27,7 @@ FONT_FILES = {  # Debian packages: fonts-liberation (Times-like), fonts-dejavu-c
 DISPLAY_SHAPE = (int(np.ceil(P.IMAGE_SHAPE[0] / P.DISPLAY_SCALE)) + 1,
                  int(np.ceil(P.IMAGE_SHAPE[1] / P.DISPLAY_SCALE)) + 1)
 # The photographs scikit-image ships (bundled, no download) for the HDC2021 sanity check: evaluation
-# material only, never training data (training uses procedural scenes, pipelines.synth).
+# material only, never training data (training uses procedural scenes, pipelines.simulation.synth).
 SANITY_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon")
 
 

@@ -1,7 +1,8 @@
 """One image pair through prepare's stages, and the registration a step's pairs share.
 
-Used by `pipelines.prepare` (which builds the shards from them) and `pipelines.preview` (which
-draws them); kept apart from both so that each imports this one way (prepare -> preview -> stages).
+Used by `pipelines.prepare` (which builds the shards from them) and `pipelines.preparation.preview`
+(which draws them); kept apart from both so that each imports this one way (prepare -> preview ->
+stages).
 """
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import physics as P
-from .errors import DataError
-from .hdc import load_pair
-from .preprocess import PreprocessConfig, binarise_target, downscale, input_channels, remove_vignetting
-from .registration import as_params, estimate_alignment, residual_misalignment, warp_to_blurred_frame
+from ..common.errors import DataError
+from ..preprocessing.preprocess import PreprocessConfig, binarise_target, downscale, input_channels, remove_vignetting
+from ..preprocessing.registration import as_params, estimate_alignment, residual_misalignment, warp_to_blurred_frame
+from ..preprocessing.tiling import TileGrid
+from ..reading import physics as P
+from ..reading.hdc import load_pair
 from .shards import FORMAT_VERSION
-from .tiling import TileGrid
 
 
 REGISTRATION_MODES = ("step", "pair", "table", "none")

@@ -6,11 +6,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..common.errors import DataError
 from . import physics as P
-from .errors import DataError
 from .images import load_image
 from .psf import measure_radius_from_lsf
-from .simulate import LINE_WIDTH_PX
 
 # A fit further than this from the physics table's radius is taken as a failed measurement.
 MAX_RADIUS_DEVIATION = 0.35
@@ -25,7 +24,7 @@ def lsf_radius(paths: tuple, step: int) -> float | None:
     for kind, path in paths:
         try:
             img = load_image(path, expect_shape=None)
-            radii.append(measure_radius_from_lsf(img, 0 if kind == "LSF_X" else 1, LINE_WIDTH_PX))
+            radii.append(measure_radius_from_lsf(img, 0 if kind == "LSF_X" else 1, P.LINE_WIDTH_PX))
         except (DataError, ValueError, RuntimeError):
             continue
     table = P.step_physics(step)["radius"]

@@ -1,8 +1,8 @@
 """Atomic writes: write to a temporary name in the same folder, then rename.
 
 The temporary name is hidden (".NAME.XXXXXXXX.SUFFIX"), so folder readers skip it
-(`pipelines.images.image_files`); one left by a killed process (SIGKILL skips every clean-up) is
-removed by the next write of the same target.
+(`pipelines.reading.images.image_files`); one left by a killed process (SIGKILL skips every
+clean-up) is removed by the next write of the same target.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """A picture of every preparation stage for a few image pairs, to check a prepared set by eye.
 
-    python -m pipelines.preview --data DIR --out FILE.png [--steps 0-9] [--samples 3]
+    python -m pipelines.preparation.preview --data DIR --out FILE.png [--steps 0-9] [--samples 3]
         [--registration step|pair|table|none] [--registration-pairs 5] [--downscale 7]
 
 (`python -m pipelines.prepare ... --preview [N]` writes the same figure to OUT/preview.png, with the
 configuration and step geometry of that run.) One row per pair, pairs spread over the steps; the
-columns are the stages exactly as `pipelines.stages.pair_stages` computes them (the same
+columns are the stages exactly as `pipelines.preparation.stages.pair_stages` computes them (the same
 functions, no copies): the down-scaled blurred input, its background (vignetting) fit, the
 vignetting-corrected image, its median channels, the binarised target in the sharp camera's frame,
 the target registered into the blurred frame, a registration check (target edges on the blurred
@@ -16,9 +16,9 @@ atomically.
 """
 from __future__ import annotations
 
-from .threads import one_blas_thread
+from ..common.threads import one_blas_thread
 
-if __name__ == "__main__":  # before numpy loads (pipelines/threads.py says why)
+if __name__ == "__main__":  # before numpy loads (pipelines/common/threads.py says why)
     one_blas_thread()
 
 import argparse  # noqa: E402
@@ -28,10 +28,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from . import physics as P  # noqa: E402
-from .atomic import atomic_path  # noqa: E402
-from .errors import DataError  # noqa: E402
-from .hdc import find_samples  # noqa: E402
+from ..common.atomic import atomic_path  # noqa: E402
+from ..common.errors import DataError  # noqa: E402
+from ..reading import physics as P  # noqa: E402
+from ..reading.hdc import find_samples  # noqa: E402
 from .stages import (DEFAULT_REGISTRATION, DEFAULT_REGISTRATION_PAIRS, REGISTRATION_MODES,  # noqa: E402
                      estimate_step_geometry, make_config, pair_stages)
 
@@ -176,8 +176,9 @@ def render(rows, path, cfg) -> Path:
 
 
 def write_preview(path, samples, cfg: dict, geometry=None) -> Path:
-    """Compute every stage of each sample (`pipelines.stages.pair_stages` with configuration `cfg`,
-    `geometry` = step -> geometry for registration "step") and draw them into the PNG `path`."""
+    """Compute every stage of each sample (`pipelines.preparation.stages.pair_stages` with
+    configuration `cfg`, `geometry` = step -> geometry for registration "step") and draw them into
+    the PNG `path`."""
     samples = list(samples)
     if not samples:
         raise DataError(path, "no samples to preview")
@@ -208,7 +209,7 @@ def preview(data, out, steps=None, samples: int = DEFAULT_SAMPLES, *, factor=7, 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.preview", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipelines.preparation.preview", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path, help="PNG file to write")

@@ -2,9 +2,9 @@
 
 HDC2021 gates every step on a "sanity check": the method must deblur general images, not turn
 everything into text. A network that has only seen text learns to paint strokes, so the synthetic
-stream mixes in these scenes (`pipelines.synth`, `--nontext-fraction`) with their sharp grey image
-as the target. The photographs that scikit-image ships are the sanity check's evaluation set and
-are deliberately NOT used here.
+stream mixes in these scenes (`pipelines.simulation.synth`, `--nontext-fraction`) with their sharp
+grey image as the target. The photographs that scikit-image ships are the sanity check's evaluation
+set and are deliberately NOT used here.
 
 Kinds (display raster, 1 = white, 0 = black, grey values in between):
 - dead_leaves: occluding discs with a power-law radius distribution (a standard synthetic prior

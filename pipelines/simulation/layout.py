@@ -1,8 +1,8 @@
 """Text layout of sharp (CAM01) images: measure the ink extents of the three lines, and compare the
 simulator's layout with the real HDC2021 images.
 
-    python -m pipelines.layout [--samples 200] [--seed 0]     # fidelity table (markdown)
-    python -m pipelines.layout --image SHARP.tif               # extents of one real image
+    python -m pipelines.simulation.layout [--samples 200] [--seed 0]  # fidelity table (markdown)
+    python -m pipelines.simulation.layout --image SHARP.tif            # extents of one real image
 
 Extents are in camera pixels: x from the first to the last ink column of a line, y from the top of
 its tallest glyph to its lowest descender (as in ../shared/hdc2021/README.md, 5.1).
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from . import physics as P
+from ..reading import physics as P
 
 # Ink extents measured on real full-size CAM01 images (issue 12; shared README 5.1):
 # (x0, x1, y0, y1) per line.
@@ -108,8 +108,8 @@ def markdown(rows: list[dict]) -> str:
 
 def _load_any(path) -> np.ndarray:
     """A sharp image as float (1 = white): 16-bit TIFF through the reader, else any Pillow format."""
-    from .errors import DataError
-    from .hdc import load_tiff
+    from ..common.errors import DataError
+    from ..reading.hdc import load_tiff
     if str(path).lower().endswith((".tif", ".tiff")):
         return load_tiff(path, expect_shape=None)
     from PIL import Image
@@ -121,14 +121,14 @@ def _load_any(path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.layout", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pipelines.simulation.layout", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=200, help="simulated scenes per font")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image", help="print the ink extents of one sharp image instead")
     args = ap.parse_args(argv)
     if args.image:
-        from .errors import DataError
+        from ..common.errors import DataError
         try:
             img = _load_any(args.image)
             ext = ink_extents(img)

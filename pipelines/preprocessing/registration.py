@@ -2,14 +2,14 @@
 
 The two cameras are not pixel-aligned (README 5.3): CAM02 sees the scene slightly smaller
 (scale ~0.88-1.013) and shifted (up to ~46 full-size px, growing with the step). The convention is
-the one of `pipelines.physics` (comment above GEOMETRY_ANCHORS): a scene point at CAM01 pixel
-(x1, y1) appears in CAM02 at
+the one of `pipelines.reading.physics` (comment above GEOMETRY_ANCHORS): a scene point at CAM01
+pixel (x1, y1) appears in CAM02 at
 
     x2 = cx + sx * (x1 - cx) + dx,    y2 = cy + sy * (y1 - cy) + dy,   (cx, cy) = ((W-1)/2, (H-1)/2)
 
 Every function takes geometry "in the units of the images passed": at a down-scale factor f
-(`pipelines.preprocess.downscale`) the scales stay and the shifts are the full-size shifts / f.
-`AlignmentResult.rescaled` converts between resolutions.
+(`pipelines.preprocessing.preprocess.downscale`) the scales stay and the shifts are the full-size
+shifts / f. `AlignmentResult.rescaled` converts between resolutions.
 
 TensorFlow is never imported here.
 """
@@ -22,8 +22,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from ..reading.psf import disc_kernel  # noqa: F401  (re-exported: the blur model's kernel)
 from .preprocess import downscale, remove_vignetting
-from .psf import disc_kernel  # noqa: F401  (re-exported: the blur model's kernel)
 
 _VIGNETTING_SAMPLES = 20000
 

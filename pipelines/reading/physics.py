@@ -36,6 +36,7 @@ GEOMETRY_ANCHORS = {
 
 # The scene (CAM01), README 5.1. Intensities on the 8-bit scale.
 DISPLAY_SCALE = 8.5          # camera pixels per e-ink display pixel
+LINE_WIDTH_PX = 2 * DISPLAY_SCALE  # calibration line shots (LSF_X/LSF_Y): lines 2 display px wide
 FONT_SIZE_DISPLAY = 30       # font size in display pixels ("size_30" in the file names), both fonts:
                              # gives the real Times' 230 px from tallest top to lowest descender
 # Layout measured on real CAM01 images (issue 12; ../shared/hdc2021/README.md 5.1): every line is

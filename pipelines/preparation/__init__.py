@@ -1,0 +1,1 @@
+"""Preparing sharded training sets: the per-pair stages, the shard format, the preview."""

@@ -1,0 +1,1 @@
+"""Preprocessing for training, inference and evaluation: scaling, registration, tiling."""
