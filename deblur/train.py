@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.common.errors import DataError
+from pipelines.preprocessing.deconv import MULTI_BALANCES, PHYSICS_CHANNELS
 from pipelines.reading.physics import N_STEPS, parse_steps
 
 STOP_EXIT_CODE = 3  # exit status of the --stop-after-epoch debug flag
@@ -89,6 +90,7 @@ class TrainConfig:
     freeze_batchnorm: bool = False
     synth_val_nontext: int = 1
     physics: str = "none"
+    physics_balances: tuple | None = None  # "wiener-multi": the balances (None: the mode's default)
     init: str | None = None
     seed: int = 0
     mixed_precision: bool = False
@@ -168,6 +170,16 @@ def _fraction_arg(text):
     return v
 
 
+def _balance_list(text):
+    try:
+        v = tuple(float(b) for b in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not all(math.isfinite(b) and b > 0 for b in v) or len(set(v)) != len(v):
+        raise argparse.ArgumentTypeError(f"balances must be distinct numbers > 0, got {text!r}")
+    return v
+
+
 def _nonneg_int(text):
     try:
         v = int(text)
@@ -205,12 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "moves the running statistics away from what the weights were trained with")
     p.add_argument("--synth-val-nontext", type=_nonneg_int, default=1,
                    help="non-text validation scenes per step (with --nontext-fraction > 0)")
-    p.add_argument("--physics", choices=["none", "wiener"], default=None,
-                   help="synthetic stream: the physics input channel, the step's Wiener deconvolution "
-                        f"(pipelines.preprocessing.deconv; recipe {r['physics']}); with --data the prepared set decides")
+    p.add_argument("--physics", choices=PHYSICS_CHANNELS, default=None,
+                   help="synthetic stream: the physics input channel(s), the step's Wiener deconvolution: "
+                        "wiener, one channel at balance 0.003; wiener-multi, one per --physics-balances "
+                        f"(pipelines.preprocessing.deconv, docs/physics-info.md; recipe {r['physics']}); "
+                        "with --data the prepared set decides")
+    p.add_argument("--physics-balances", type=_balance_list, default=None,
+                   help="--physics wiener-multi: the Wiener balances, one channel each, in this order "
+                        f"(default {_csv(MULTI_BALANCES)}; from a wiener model, start with its 0.003 so the "
+                        "extended model starts from its function)")
     p.add_argument("--init", default=None, help="start from the weights of this saved .keras model and take its "
-                   "architecture and preprocessing from its card or run config (a model with one input channel "
-                   "fewer is extended: the new channel's weights start at 0)")
+                   "architecture and preprocessing from its card or run config (a model with fewer input "
+                   "channels is extended: the new channels' weights start at 0)")
     p.add_argument("--model-arch", choices=["highway", "pyramid"], default=None,
                    help=f"pyramid: multi-scale 1:7..1:56; highway: the design (valid convs, tiles) (recipe {r['model_arch']})")
     p.add_argument("--model-pyramid-dims", type=_int_list, default=None,
@@ -269,7 +287,7 @@ def main(argv=None) -> int:
         parser.error("give --data DIR or --synthetic, not both (without --data the synthetic stream is used)")
     if args.data and args.nontext_fraction:
         parser.error("--nontext-fraction is for --synthetic (the procedural scenes are made on the fly)")
-    if args.data and args.physics is not None:
+    if args.data and (args.physics is not None or args.physics_balances is not None):
         parser.error("--physics is for the synthetic stream; a prepared set has its channels already "
                      "(python -m pipelines.prepare --physics)")
     if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
@@ -318,10 +336,11 @@ TRAINING_FIELDS = ("batch_size", "steps_per_epoch", "step_weighting", "patience"
 # what must agree with --init's model for its weights to load (the flag that sets it)
 INIT_FLAGS = {f: "--" + f.replace("_", "-") for f in MODEL_FIELDS if f != "model_max_step"}
 INIT_FLAGS["physics"] = "--physics"
+INIT_FLAGS["physics_balances"] = "--physics-balances"
 
 
 def _csv(values) -> str:
-    return ",".join(map(str, values))
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def record_settings(record: dict, training: bool = False) -> dict:
@@ -334,14 +353,22 @@ def record_settings(record: dict, training: bool = False) -> dict:
         if model.get(key) is not None:
             v = model[key]
             out[name] = tuple(v) if isinstance(v, list) else v
-    data = record.get("data") if isinstance(record.get("data"), dict) else {}
-    pre = record.get("preprocess") or data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
-    if isinstance(pre, dict):
+    pre = record_preprocess(record)
+    if pre:
         out["physics"] = pre.get("physics", "none")  # PreprocessConfig.to_dict leaves out "none"
+        if pre.get("physics_balances"):
+            out["physics_balances"] = tuple(float(b) for b in pre["physics_balances"])
     if training:
         settings = record.get("training") or record.get("args") or {}
         out.update({k: settings[k] for k in TRAINING_FIELDS if settings.get(k) is not None})
     return out
+
+
+def record_preprocess(record: dict) -> dict:
+    """The PreprocessConfig dict a model card or a run's config.json records ({} if none)."""
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    pre = record.get("preprocess") or data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
+    return pre if isinstance(pre, dict) else {}
 
 
 def _read_json(path: Path) -> dict:
@@ -384,17 +411,33 @@ def resolve(args) -> "TrainConfig":
             if name not in given or name not in settings or given[name] == settings[name]:
                 continue
             if name == "physics" and given[name] != "none":
-                continue  # adding the channel extends the model (new weights 0)
+                continue  # adding channels extends the model (new weights 0)
+            if name == "physics_balances" and given.get("physics", settings.get("physics")) != "wiener-multi":
+                continue  # the model's balances are not this run's (an error below)
             value = (lambda v: _csv(v) if isinstance(v, tuple) else v)
             raise ValueError(f"{flag} {value(given[name])} contradicts --init {args.init}, whose "
                              f"{source.name} records {flag} {value(settings[name])}; leave {flag} out "
                              "to take the model's")
+    physics = given.get("physics", settings.get("physics", base["physics"]))
+    if "physics_balances" in given and physics != "wiener-multi":
+        raise ValueError(f"--physics-balances is for --physics wiener-multi (this run: --physics {physics})")
+    if physics != "wiener-multi" or settings.get("physics") != "wiener-multi":
+        settings.pop("physics_balances", None)  # --init's balances go only to a run of its own mode
+    if physics == "wiener-multi" and settings.get("physics") == "wiener":
+        first = given.get("physics_balances", MULTI_BALANCES)[0]
+        had = float(record_preprocess(_read_json(source)).get("physics_balance", 0.003))
+        if first != had:
+            raise ValueError(f"--init {args.init} has the wiener channel at balance {had:g}: the first "
+                             f"--physics-balances must be that one (got {first:g}), so that the extended "
+                             "model starts from its function")
     arch = given.get("model_arch", settings.get("model_arch", base["model_arch"]))
     if arch != settings.get("model_arch", base["model_arch"]):  # another design than the recipe's
         base.update(ARCH_DEFAULTS[arch])
         settings = {}
     values = {**base, **settings, **given}
     values["data"], values["synthetic"] = args.data, not args.data
+    if values.get("physics") != "wiener-multi":
+        values["physics_balances"] = None
     if args.data:
         values["nontext_fraction"] = 0.0  # the stream's procedural scenes; a prepared set has none
         if "steps_per_epoch" not in given:
@@ -699,7 +742,7 @@ def _load_init(model, path, prepared: bool = False):
         flags = {**{key: f"--model-{key.replace('_', '-')}" for key in keys}, "arch": "--model-arch",
                  "channels": "input channels" if prepared else "--physics"}
         hint = ("prepare the set with python -m pipelines.prepare --physics "
-                f"{'wiener' if a.channels > b.channels else 'none'}" if prepared and "channels" in diff
+                f"{ {5: 'none', 6: 'wiener'}.get(a.channels, 'wiener-multi')}" if prepared and "channels" in diff
                 else "leave these flags out to take the model's")
         raise DataError(path, "--init model has another architecture than this run: "
                               + "; ".join(f"{flags[k]}: model {v[0]}, this run {v[1]}" for k, v in diff.items())
@@ -763,7 +806,8 @@ def train(config) -> dict:
     from pipelines.preprocessing.preprocess import PreprocessConfig
     run_dir = Path(config.run_dir)
     if config.synthetic:
-        pre = PreprocessConfig(physics=config.physics)
+        pre = PreprocessConfig(physics=config.physics, physics_balances=tuple(config.physics_balances or ())
+                               if config.physics == "wiener-multi" else ())
         spec = _model_spec(config, config.model_input_size, pre.channels)
         tset = None
         data_record = {"synthetic": True, "seed": config.seed, "preprocess": pre.to_dict(),

@@ -9,6 +9,7 @@ from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_blur
 from pipelines.simulation.synth import synth_pair
 
 WIENER = PreprocessConfig(physics="wiener")
+MULTI = PreprocessConfig(physics="wiener-multi")
 
 
 def test_config_channels_and_records():
@@ -23,6 +24,52 @@ def test_config_channels_and_records():
         PreprocessConfig(physics="tikhonov")
     with pytest.raises(ValueError, match="physics_balance"):
         PreprocessConfig(physics="wiener", physics_balance=0)
+
+
+def test_the_multi_config_records_its_balances_and_old_records_stay_as_they_were():
+    assert MULTI.channels == 5 + len(deconv.MULTI_BALANCES) and MULTI.needs_step
+    assert MULTI.balances == deconv.MULTI_BALANCES and MULTI.balances[0] == WIENER.physics_balance
+    d = MULTI.to_dict()
+    assert d["physics"] == "wiener-multi" and d["physics_balances"] == list(deconv.MULTI_BALANCES)
+    assert "physics_balance" not in d and PreprocessConfig.from_dict(d) == MULTI
+    # a "wiener" record (every card before the option) has exactly its two old keys
+    assert set(WIENER.to_dict()) - set(PreprocessConfig().to_dict()) == {"physics", "physics_balance"}
+    assert WIENER.balances == (0.003,) and WIENER.channels == 6
+    two = PreprocessConfig(physics="wiener-multi", physics_balances=[0.003, 3])
+    assert two.channels == 7 and two.balances == (0.003, 3.0)
+    for bad, match in ((dict(physics="wiener", physics_balances=(0.1,)), "is for physics"),
+                       (dict(physics="wiener-multi", physics_balances=(0.1, 0.1)), "distinct"),
+                       (dict(physics="wiener-multi", physics_balances=(0.1, -1)), "distinct numbers > 0"),
+                       (dict(physics="wiener-multi", physics_balance=0.01), "takes physics_balances")):
+        with pytest.raises(ValueError, match=match):
+            PreprocessConfig(**bad)
+
+
+def test_the_shipped_card_still_gives_the_one_wiener_channel():
+    """Existing models (physics "wiener", balance 0.003, no physics_balances in their card) load and
+    get exactly the input they were trained with."""
+    import json
+    from pathlib import Path
+
+    for card in sorted((Path(__file__).resolve().parents[1] / "deblur" / "models").glob("*.json")):
+        pre = PreprocessConfig.from_dict(json.loads(card.read_text())["preprocess"])
+        if pre.physics != "none":
+            assert pre == WIENER, card
+    small = synth_pair(3, 0, step=16).blurred
+    x = preprocess_small(small, WIENER, step=16)
+    from pipelines.preprocessing.preprocess import remove_vignetting
+    corrected, _ = remove_vignetting(small)
+    np.testing.assert_array_equal(x[..., 5], deconv.physics_channel(corrected, 16, 7, 0.003))
+
+
+@pytest.mark.parametrize("step", [2, 17])
+def test_multi_channels_are_the_wiener_channel_at_each_balance(step):
+    small = synth_pair(4, 1, step=step).blurred
+    x = preprocess_small(small, MULTI, step=step)
+    assert x.shape == small.shape + (MULTI.channels,) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[..., :6], preprocess_small(small, WIENER, step=step))
+    for k, b in enumerate(MULTI.balances):  # the shared-FFT path gives physics_channel's values
+        np.testing.assert_array_equal(x[..., 5 + k], deconv.physics_channel(x[..., 0], step, 7, b))
 
 
 def test_the_channel_needs_the_step_and_adds_one_channel():
@@ -61,15 +108,24 @@ def test_the_baseline_uses_the_same_wiener():
     assert baselines.wiener is deconv.wiener and baselines.disc_psf is deconv.disc_psf
 
 
-def test_full_size_and_stream_inputs_agree_with_the_channel():
+@pytest.mark.parametrize("config", [WIENER, MULTI], ids=["wiener", "wiener-multi"])
+def test_full_size_and_stream_inputs_agree_with_the_channel(config):
     """preprocess_blurred (inference, prepare) and the stream's preprocess_small give the same
-    physics channel for the same 1:7 image."""
+    physics channels for the same 1:7 image."""
     rng = np.random.default_rng(0)
     full = np.clip(0.8 + 0.02 * rng.standard_normal((7 * 40, 7 * 60)), 0, 1).astype(np.float32)
     full[100:160, 120:300] = 0.3
     from pipelines.preprocessing.preprocess import downscale
-    np.testing.assert_array_equal(preprocess_blurred(full, WIENER, step=9),
-                                  preprocess_small(downscale(full, 7), WIENER, step=9))
+    np.testing.assert_array_equal(preprocess_blurred(full, config, step=9),
+                                  preprocess_small(downscale(full, 7), config, step=9))
+
+
+def test_the_stream_feeds_what_inference_builds():
+    """A synthetic pair's input (the training stream) is preprocess_small of its 1:7 image, the
+    stages inference runs after down-scaling."""
+    p = synth_pair(5, 2, step=15, config=MULTI)
+    assert p.x.shape[-1] == MULTI.channels
+    np.testing.assert_array_equal(p.x, preprocess_small(p.blurred, MULTI, step=15))
 
 
 # ------------------------------------------------------------------ training and inference
@@ -77,7 +133,8 @@ def test_full_size_and_stream_inputs_agree_with_the_channel():
 keras = pytest.importorskip("keras")
 
 
-def test_init_extends_a_model_with_fewer_channels(tmp_path):
+@pytest.mark.parametrize("more", [1, 3])
+def test_init_extends_a_model_with_fewer_channels(tmp_path, more):
     """--init from a 5-channel model into a 6-channel run: the new channel's weights start at 0, so
     the extended model computes exactly what the saved one did; other differences stay errors."""
     import dataclasses
@@ -91,12 +148,12 @@ def test_init_extends_a_model_with_fewer_channels(tmp_path):
     keras.utils.set_random_seed(3)
     src = build_from_spec(spec5)
     save_model(src, tmp_path / "five.keras")
-    six = build_from_spec(dataclasses.replace(spec5, channels=6))
+    six = build_from_spec(dataclasses.replace(spec5, channels=5 + more))
     note = _load_init(six, tmp_path / "five.keras")
-    assert "from 5 to 6 channels" in note
+    assert f"from 5 to {5 + more} channels" in note
     rng = np.random.default_rng(0)
     x = -0.3 * rng.random((1, 32, 48, 5)).astype(np.float32)
-    x6 = np.concatenate([x, rng.random((1, 32, 48, 1)).astype(np.float32)], axis=-1)
+    x6 = np.concatenate([x, rng.random((1, 32, 48, more)).astype(np.float32)], axis=-1)
     step = np.array([[7.0]], np.float32)
     np.testing.assert_allclose(six.predict_on_batch({"image": x6, "step": step}),
                                src.predict_on_batch({"image": x, "step": step}), atol=1e-6)
@@ -174,3 +231,83 @@ def test_inference_feeds_the_step_s_wiener_channel():
                            preprocess_blurred(full, WIENER, step=10)[..., 5], atol=1e-3)
     with pytest.raises(ValueError, match="input channels"):
         Deblurrer(model, preprocess=PreprocessConfig())
+
+
+def test_inference_feeds_every_multi_channel():
+    from deblur.infer import Deblurrer
+
+    image = keras.Input((20, 20, MULTI.channels), name="image")
+    step = keras.Input((1,), name="step")
+    model = keras.Model({"image": image, "step": step}, CentreLastChannel(6)([image, step]))
+    rng = np.random.default_rng(2)
+    full = np.clip(0.8 + 0.01 * rng.standard_normal((7 * 30, 7 * 44)), 0, 1).astype(np.float32)
+    full[70:120, 90:230] = 0.35
+    d = Deblurrer(model, preprocess=MULTI.to_dict(), batch_size=4, method="tiled")  # as from a card
+    ref = preprocess_blurred(full, MULTI, step=17)[..., -1]
+    np.testing.assert_allclose(d.deblur_small(full, 17), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="input channels"):
+        Deblurrer(model, preprocess=WIENER)
+
+
+def test_train_flags_for_several_balances(tmp_path, capsys):
+    """--physics wiener-multi from a wiener model keeps its 0.003 first (exact extension); the
+    balances a multi model records are taken over; contradictions are named."""
+    import json
+
+    from deblur.train import build_parser, main, resolve
+
+    def config(*argv):
+        return resolve(build_parser().parse_args(["--run-dir", "R", *argv]))
+
+    c = config("--physics", "wiener-multi")
+    assert c.physics == "wiener-multi" and c.physics_balances is None
+    assert config("--physics", "wiener").physics_balances is None
+    assert config("--physics", "wiener-multi", "--physics-balances", "0.003,3").physics_balances == (0.003, 3.0)
+    for argv, message in ((["--physics", "wiener", "--physics-balances", "0.1,3"], "is for --physics wiener-multi"),
+                          (["--physics", "wiener-multi", "--physics-balances", "0.1,0.1"], "distinct"),
+                          (["--data", "D", "--physics-balances", "0.1,3"], "--physics is for the synthetic")):
+        with pytest.raises(SystemExit):
+            main(["--run-dir", "R", *argv])
+        assert message in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    model = {"arch": "pyramid", "dim": 4, "subdim": 4, "pyramid_dims": [4, 6, 8], "pyramid_refinements": [1, 1, 1]}
+    (run / "config.json").write_text(json.dumps({"args": {}, "steps": [3], "model": {**model, "channels": 6},
+                                                 "data": {"synthetic": True, "preprocess": WIENER.to_dict()}}))
+    init = str(run / "best.keras")
+    assert config("--init", init).physics == "wiener"
+    assert config("--init", init, "--physics", "wiener-multi").physics == "wiener-multi"
+    with pytest.raises(ValueError, match="first --physics-balances must be that one"):
+        config("--init", init, "--physics", "wiener-multi", "--physics-balances", "0.1,3")
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    two = PreprocessConfig(physics="wiener-multi", physics_balances=(0.003, 3))
+    (multi / "config.json").write_text(json.dumps({"args": {}, "steps": [3], "model": {**model, "channels": 7},
+                                                   "data": {"synthetic": True, "preprocess": two.to_dict()}}))
+    c = config("--init", str(multi / "best.keras"))
+    assert (c.physics, c.physics_balances) == ("wiener-multi", (0.003, 3.0))
+    with pytest.raises(ValueError, match="--physics-balances 0.003,1 contradicts --init"):
+        config("--init", str(multi / "best.keras"), "--physics-balances", "0.003,1")
+
+
+def test_synthetic_training_with_several_balances(tmp_path):
+    """deblur.train --physics wiener-multi: the run records the balances, and a checkpoint loads
+    for inference with them."""
+    import json
+
+    from deblur.infer import Deblurrer
+    from deblur.model import load_model, spec_of
+    from deblur.train import main
+
+    run = tmp_path / "multi"
+    assert main(["--synthetic", "--physics", "wiener-multi", "--physics-balances", "0.003,3", "--run-dir", str(run),
+                 "--steps", "16", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1",
+                 "--synth-val-per-step", "1", "--synth-workers", "0", "--model-arch", "pyramid",
+                 "--model-pyramid-dims", "4,6,8", "--model-pyramid-refinements", "1,1,1", "--model-dim", "4",
+                 "--model-subdim", "4", "--quiet"]) == 0
+    pre = json.loads((run / "config.json").read_text())["data"]["preprocess"]
+    assert pre["physics"] == "wiener-multi" and pre["physics_balances"] == [0.003, 3.0]
+    assert spec_of(load_model(run / "last.keras")).channels == 7
+    d = Deblurrer.from_file(run / "last.keras")
+    assert d.preprocess.balances == (0.003, 3.0)
+    assert d.deblur_small(np.full((7 * 24, 7 * 32), 0.8, np.float32), 16).shape == (24, 32)

@@ -99,6 +99,24 @@ def test_pair_stages_are_the_preprocessing_functions(sim_train):
     assert pre.physics == "wiener" and st6["channels"].shape[-1] == 6
     np.testing.assert_array_equal(st6["channels"], preprocess_blurred(blurred, pre, step=5))
     np.testing.assert_array_equal(st6["channels"][..., :5], st["channels"])
+    # several balances ("wiener-multi"): the set's record names them, the stages add one channel each
+    cfg = make_config(sim_train, [5], registration="table", physics="wiener-multi", physics_balances=(0.003, 3))
+    assert cfg["preprocess"]["physics_balances"] == [0.003, 3.0]
+    st7 = pair_stages(sample, cfg, images=(sharp, blurred))
+    pre = PreprocessConfig.from_dict(cfg["preprocess"])
+    np.testing.assert_array_equal(st7["channels"], preprocess_blurred(blurred, pre, step=5))
+    np.testing.assert_array_equal(st7["channels"][..., :6], st6["channels"])
+
+
+def test_physics_balances_flag_is_checked(tmp_path, capsys):
+    from pipelines.preparation.prepare import main
+
+    for extra, message in ((["--physics", "wiener", "--physics-balances", "0.1"], "is for --physics wiener-multi"),
+                           (["--physics", "wiener-multi", "--physics-balances", "0.1,x"], "--physics-balances 0.1,x"),
+                           (["--physics", "wiener-multi", "--physics-balances", "0.1,0"], "> 0")):
+        with pytest.raises(SystemExit) as e:
+            main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_workers_give_the_same_shards_and_preview(sim_train, tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ from ..common.atomic import write_text_atomic
 from ..common.errors import DataError
 from ..common.interrupt import ignore_sigint, sigint_ignored
 from ..common.threads import ONE_THREAD_ENV
-from ..preprocessing.deconv import PHYSICS_CHANNELS
+from ..preprocessing.deconv import MULTI_BALANCES, PHYSICS_CHANNELS
+from ..preprocessing.preprocess import PreprocessConfig
 from ..reading import physics as P
 from ..reading.hdc import find_samples
 from .shards import SHARD_DIR, file_sha256, shard_name, write_manifest, write_shard
@@ -269,7 +270,7 @@ def _step_geometries(out: Path, steps, samples, cfg, pool, skip_bad) -> dict[int
 def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=0, in_size=110,
             out_size=52, registration=DEFAULT_REGISTRATION, registration_pairs=DEFAULT_REGISTRATION_PAIRS,
             images_per_shard=16, skip_bad=False, overwrite=False, progress=True, preview=0,
-            physics="none") -> dict:
+            physics="none", physics_balances=()) -> dict:
     """Prepare a sharded training set (module docstring); returns the manifest.
 
     `workers` processes (default: all cores) build the shards; `preview` > 0 also writes
@@ -282,7 +283,7 @@ def prepare(data, out, steps, *, factor=7, workers=None, val_fraction=0.1, seed=
         raise DataError(out, "--out is a file, not a folder")
     cfg = make_config(data, steps, factor=factor, val_fraction=val_fraction, seed=seed, in_size=in_size,
                       out_size=out_size, registration=registration, registration_pairs=registration_pairs,
-                      images_per_shard=images_per_shard, physics=physics)
+                      images_per_shard=images_per_shard, physics=physics, physics_balances=physics_balances)
     # the data first: a bad data folder leaves nothing behind that could block the corrected re-run
     unusable = [] if skip_bad else None  # pairs without a sharp partner or a readable text
     samples = find_samples(data, steps=set(steps), skipped=unusable)
@@ -381,7 +382,12 @@ def main(argv=None) -> int:
                     help="pairs per step whose median geometry --registration step applies")
     ap.add_argument("--images-per-shard", type=int, default=16)
     ap.add_argument("--physics", choices=PHYSICS_CHANNELS, default="none",
-                    help="add the physics input channel: the step's Wiener deconvolution (pipelines.preprocessing.deconv)")
+                    help="add the physics input channel(s): the step's Wiener deconvolution "
+                         "(pipelines.preprocessing.deconv; wiener: one channel, balance 0.003; "
+                         "wiener-multi: one per --physics-balances)")
+    ap.add_argument("--physics-balances", default=None,
+                    help=f"--physics wiener-multi: comma-separated Wiener balances, one channel each "
+                         f"(default {','.join(f'{b:g}' for b in MULTI_BALANCES)})")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable pairs, list them in the manifest")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--preview", type=int, nargs="?", const=3, default=0, metavar="N",
@@ -393,6 +399,15 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if args.preview < 0:
         ap.error("--preview N needs N >= 1")
+    balances = ()
+    if args.physics_balances is not None:
+        if args.physics != "wiener-multi":
+            ap.error("--physics-balances is for --physics wiener-multi")
+        try:
+            balances = tuple(float(b) for b in args.physics_balances.split(","))
+            PreprocessConfig(physics="wiener-multi", physics_balances=balances)
+        except ValueError as e:
+            ap.error(f"--physics-balances {args.physics_balances}: {e}")
     if args.registration_pairs < 1:
         ap.error("--registration-pairs needs at least 1")
     if args.workers is not None and args.workers < 1:
@@ -407,7 +422,7 @@ def main(argv=None) -> int:
                     out_size=args.out_size, registration=args.registration,
                     registration_pairs=args.registration_pairs, images_per_shard=args.images_per_shard,
                     skip_bad=args.skip_bad, overwrite=args.overwrite, preview=args.preview,
-                    physics=args.physics)
+                    physics=args.physics, physics_balances=balances)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -26,14 +26,15 @@ DEFAULT_REGISTRATION_PAIRS = 5
 
 def make_config(data, steps, *, factor=7, val_fraction=0.1, seed=0, in_size=110, out_size=52,
                 registration=DEFAULT_REGISTRATION, registration_pairs=DEFAULT_REGISTRATION_PAIRS,
-                images_per_shard=16, physics="none") -> dict:
+                images_per_shard=16, physics="none", physics_balances=()) -> dict:
     """The configuration a prepared set is made with (stored in OUT/prepare_config.json and the
     manifest; a re-run with another one is refused). `physics`: the optional physics input channel
-    (PreprocessConfig.physics)."""
+    (PreprocessConfig.physics; "wiener-multi" with `physics_balances`, empty: the default ones)."""
     if registration not in REGISTRATION_MODES:
         raise ValueError(f"registration must be one of {REGISTRATION_MODES}, got {registration!r}")
+    pre = PreprocessConfig(factor=factor, physics=physics, physics_balances=tuple(physics_balances or ()))
     cfg = {"format": FORMAT_VERSION, "data": str(Path(data).resolve()), "steps": list(steps),
-           "preprocess": PreprocessConfig(factor=factor, physics=physics).to_dict(), "val_fraction": val_fraction,
+           "preprocess": pre.to_dict(), "val_fraction": val_fraction,
            "seed": seed, "in_size": in_size, "out_size": out_size, "registration": registration,
            "images_per_shard": images_per_shard}
     if registration == "step":  # only here, so configurations of the other modes stay as before

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, sparse
 
-from .deconv import PHYSICS_CHANNELS, physics_channel
+from .deconv import MULTI_BALANCES, PHYSICS_CHANNELS, physics_channels
 
 # Text-free border frame as fractions of (top, bottom, left, right). In full-size HDC2021 images
 # the text block spans x ~200-2070 of 2360 and y ~350-1210 of 1460 (left 8.5 %, right 12 %, top
@@ -420,10 +420,12 @@ class PreprocessConfig:
     seed: int = 0
     black_level: float = 0.5
     near_black_radius: float = 2.0
-    # "wiener": one more input channel, the step's Wiener deconvolution
+    # "wiener": one more input channel, the step's Wiener deconvolution at physics_balance;
+    # "wiener-multi": one channel per balance of physics_balances (empty: deconv.MULTI_BALANCES)
     # (pipelines.preprocessing.deconv)
     physics: str = "none"
     physics_balance: float = 0.003
+    physics_balances: tuple = ()
 
     def __post_init__(self):
         _check_factor(self.factor)
@@ -442,11 +444,33 @@ class PreprocessConfig:
             raise ValueError(f"physics channel must be one of {PHYSICS_CHANNELS}, got {self.physics!r}")
         if not float(self.physics_balance) > 0:
             raise ValueError(f"physics_balance must be > 0, got {self.physics_balance!r}")
+        balances = self.physics_balances
+        balances = (balances,) if np.isscalar(balances) else tuple(balances)
+        if self.physics == "wiener-multi":
+            if self.physics_balance != PreprocessConfig.physics_balance:
+                raise ValueError("physics_balance is the \"wiener\" channel's; \"wiener-multi\" takes "
+                                 "physics_balances")
+            try:
+                balances = tuple(float(b) for b in (balances or MULTI_BALANCES))
+            except (TypeError, ValueError):
+                raise ValueError(f"physics_balances must be numbers, got {self.physics_balances!r}") from None
+            if not all(math.isfinite(b) and b > 0 for b in balances) or len(set(balances)) != len(balances):
+                raise ValueError(f"physics_balances must be distinct numbers > 0, got {self.physics_balances!r}")
+        elif balances:
+            raise ValueError(f"physics_balances is for physics \"wiener-multi\", not {self.physics!r}")
+        object.__setattr__(self, "physics_balances", balances)
 
     @property
     def channels(self) -> int:
         """Number of input channels produced by `preprocess_blurred`."""
-        return 1 + len(self.median_widths) + (self.physics != "none")
+        return 1 + len(self.median_widths) + len(self.balances)
+
+    @property
+    def balances(self) -> tuple:
+        """The Wiener balance of each physics channel, in channel order (() without one)."""
+        if self.physics == "wiener-multi":
+            return self.physics_balances
+        return (float(self.physics_balance),) if self.physics == "wiener" else ()
 
     @property
     def needs_step(self) -> bool:
@@ -454,11 +478,17 @@ class PreprocessConfig:
         return self.physics != "none"
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (tuples as lists). Without a physics channel its two keys are left out, so
-        the records of sets and models made before it existed stay identical."""
+        """JSON-ready dict (tuples as lists). Only the keys of the physics mode in use are written
+        (none without a channel; physics_balance for "wiener"; physics_balances, resolved, for
+        "wiener-multi"), so the records of sets and models made before an option existed stay
+        identical, and a record names the balances it was made with."""
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
         if self.physics == "none":
-            del d["physics"], d["physics_balance"]
+            del d["physics"], d["physics_balance"], d["physics_balances"]
+        elif self.physics == "wiener":
+            del d["physics_balances"]
+        else:
+            del d["physics_balance"]
         return d
 
     @classmethod
@@ -506,16 +536,16 @@ def preprocess_small(small, config=None, *, step=None) -> np.ndarray:
 
 
 def input_channels(corrected, config: PreprocessConfig, step=None) -> np.ndarray:
-    """A vignetting-corrected 1:f image -> the network input: median_channels, then, if
-    config.physics is "wiener", the step's Wiener channel
-    (`pipelines.preprocessing.deconv.physics_channel`)."""
+    """A vignetting-corrected 1:f image -> the network input: median_channels, then, with a
+    physics mode ("wiener", "wiener-multi"), the step's Wiener channel at each of config.balances
+    (`pipelines.preprocessing.deconv.physics_channels`)."""
     channels = median_channels(corrected, config.median_widths)
     if not config.needs_step:
         return channels
     if step is None:
         raise ValueError(f"the {config.physics!r} input channel needs the blur step (0-19)")
-    phys = physics_channel(corrected, int(step), config.factor, config.physics_balance)
-    return np.concatenate([channels, phys[..., None]], axis=-1)
+    phys = physics_channels(corrected, int(step), config.factor, config.balances)
+    return np.concatenate([channels, phys], axis=-1)
 
 
 def preprocess_sharp(sharp, config=None, *, factor=None, white_fraction=None) -> np.ndarray:
