@@ -283,6 +283,14 @@ class Deblurrer:
             self._full_model = rebuild(self.model, input_size=None, dtype=policy)
         return self._full_model
 
+    def sync_weights(self) -> None:
+        """After `model`'s weights changed in memory (a training run validating its current
+        weights, deblur.ocr_val), copy them into the whole-image copy the "full" and pyramid paths
+        run; the tiled path uses `model` itself. Without this, that copy keeps the weights of the
+        first call."""
+        if self._full_model is not None:
+            self._full_model.set_weights(self.model.get_weights())
+
     def predict_tiles(self, tiles: np.ndarray, step: int) -> np.ndarray:
         """(n, in, in, C) tiles -> (n, out, out) model outputs, `batch_size` tiles per
         predict_on_batch call (measured faster on CPU than model.predict or eager calls)."""

@@ -10,7 +10,8 @@ anything is written.
 The card records what a reader needs to trust and reproduce the file: model configuration, the
 preprocessing it expects (inference rebuilds exactly that pipeline from the card), the training
 data (simulator seed and samples, which never overlap the evaluation seed), steps, epochs, wall
-time, machine, final and best losses (overall and per step), and the commands.
+time, machine, final and best losses (overall and per step; best: the epoch the run's --monitor
+chose best.keras by), and the commands.
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
     rows = read_history(run_dir)
     if not rows:
         raise ValueError(f"{run_dir}: history.csv has no finished epoch")
-    best = min(rows, key=lambda r: r.get("val_loss", float("inf")))
+    from .train import best_row
+
+    monitor = config["args"].get("monitor") or "val_loss"  # what chose best.keras
+    best = best_row(rows, monitor) or min(rows, key=lambda r: r.get("val_loss", float("inf")))
     synthetic = bool(config["data"].get("synthetic"))
     manifest_cfg = config["data"].get("manifest_config") or {}
     sim_file = Path(manifest_cfg.get("data", "")) / "simulation.json"
@@ -62,7 +66,7 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
         "steps": config["steps"],
         "training": {k: config["args"].get(k) for k in ("batch_size", "lr", "seed", "steps_per_epoch",
                                                       "patience", "mixed_precision", "step_weighting", "init",
-                                                      "nontext_fraction")},
+                                                      "nontext_fraction", "monitor")},
         "data": {"synthetic_stream": True, "seed": config["args"]["seed"],
                  "samples_seen": len(rows) * int(config["args"]["steps_per_epoch"] or 50) * config["args"]["batch_size"],
                  "note": "pipelines.simulation.synth stream (1:7 forward model of the simulator), seed as above; "
@@ -72,7 +76,7 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
                                                                      config["data"].get("target_size")],
                  "note": "simulated with pipelines.simulate; evaluation sets use seed 9001, never used here"},
         "epochs_run": len(rows),
-        "best": _losses(best),
+        "best": {**_losses(best), **({monitor: best[monitor]} if monitor != "val_loss" and monitor in best else {})},
         "final": _losses(rows[-1]),
         "wall_time_s": round(ended - started, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

@@ -6,6 +6,8 @@
         architecture and preprocessing come from its card (MODEL.json) or its run's config.json
     python -m deblur.train --data PREPARED_DIR --run-dir DIR     train on a prepared set (pipelines.prepare)
     python -m deblur.train --run-dir DIR --model-arch highway    the original highway design (tiles)
+    python -m eval.train --run-dir DIR --ocr-val-every 5 --monitor val_ocr_hard
+        the same command with the OCR validation: best.keras by the official scorer at steps 15-19
 
 Defaults are the recipe of the shipped model: its card (deblur/models/default.json) gives the
 architecture, the preprocessing (physics channel) and the training settings it records (batch 4,
@@ -21,9 +23,16 @@ stream. Pyramid models train on whole 1:7 images, valid-conv models on random ti
 (--synth-tiles-per-image per scene, --model-input-size). Runs under any Keras backend
 (KERAS_BACKEND=jax: no TensorFlow import on that path).
 
-Run dir: config.json (arguments, model spec, data set), best.keras (lowest --monitor: val_loss, or
-val_excess_hard), last.keras, history.csv (one row per epoch: loss, val_loss, val_loss_step{N},
-val_excess, val_excess_step{N}, val_excess_hard, learning_rate, [weight_step{N}]),
+OCR validation (--ocr-val-every K, deblur/ocr_val.py): every K epochs and at the last, the current
+weights deblur --ocr-val-per-step fixed full-size simulated images per --ocr-val-steps step (made once
+from the run's seed), exactly as `python -m deblur` would, and the official OCR scorer reads them:
+val_ocr_step{N} and val_ocr_hard (their mean) in history.csv, NaN on the other epochs. The scorer is
+eval.ocr, a layer above deblur: `python -m eval.train` is this command with it plugged in.
+
+Run dir: config.json (arguments, model spec, data set), best.keras (best --monitor: lowest val_loss
+or val_excess_hard, highest val_ocr_hard), last.keras, history.csv (one row per epoch: loss,
+val_loss, val_loss_step{N}, val_excess, val_excess_step{N}, val_excess_hard, learning_rate,
+[weight_step{N}], [val_ocr_step{N}, val_ocr_hard]),
 tensorboard/ (if the tensorboard package is installed), backup/ (BackupAndRestore: rerunning the same command after a crash or kill resumes
 from the last finished epoch; the backup is removed when training ends) and history.json at the end.
 
@@ -97,6 +106,9 @@ class TrainConfig:
     distribute: str = "none"
     step_weighting: bool = False
     monitor: str = "val_loss"
+    ocr_val_every: int = 0
+    ocr_val_steps: list | None = None
+    ocr_val_per_step: int = 4
     patience: int = 10
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 1024
@@ -262,10 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"sample steps in proportion to their last validation excess loss (cross-entropy minus "
                         f"the targets' entropy: what is left to gain), floored at 1/4 of the mean (recipe: "
                         f"{'on' if r['step_weighting'] else 'off'})")
-    p.add_argument("--monitor", choices=["val_loss", "val_excess_hard"], default="val_loss",
-                   help="the validation figure that chooses best.keras: val_loss (all steps), or "
+    p.add_argument("--monitor", choices=list(MONITOR_MODES), default="val_loss",
+                   help="the validation figure that chooses best.keras: val_loss (all steps, lowest), "
                         "val_excess_hard, the excess loss (cross-entropy minus the targets' entropy) of the "
-                        "hardest quarter of the trained steps (15-19 of 0-19)")
+                        "hardest quarter of the trained steps (15-19 of 0-19; lowest), or val_ocr_hard, "
+                        "the mean official OCR score of --ocr-val-steps (highest; needs --ocr-val-every)")
+    p.add_argument("--ocr-val-every", type=_nonneg_int, default=0, metavar="K",
+                   help="every K epochs and at the last one, deblur --ocr-val-per-step fixed full-size "
+                        "simulated images per --ocr-val-steps step with the current weights and score them "
+                        "with the official OCR scorer: val_ocr_step{N}, val_ocr_hard in history.csv (NaN on "
+                        "the other epochs); 0 = off (default). Needs the scorer: python -m eval.train")
+    p.add_argument("--ocr-val-steps", type=_steps_arg, default=None,
+                   help="steps of the OCR validation (default: the hardest quarter of --steps, 15-19 of 0-19)")
+    p.add_argument("--ocr-val-per-step", type=_pos_int, default=4, metavar="M",
+                   help="OCR validation images per step (default 4; deblurring and OCR about 1.3 s per image "
+                        "on a busy 2-core CPU)")
     p.add_argument("--patience", type=_pos_int, default=None,
                    help=f"EarlyStopping patience in epochs (recipe {r['patience']})")
     p.add_argument("--steps-per-epoch", type=_pos_int, default=None,
@@ -280,9 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, ocr_scorer=None) -> int:
+    """The command. `ocr_scorer`: the OCR scorer for --ocr-val-every (deblur.ocr_val; the official
+    one is plugged in by `python -m eval.train`, since deblur does not import eval)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.monitor == "val_ocr_hard" and not args.ocr_val_every:
+        parser.error("--monitor val_ocr_hard needs --ocr-val-every K (the OCR validation it reads)")
+    if args.ocr_val_every and ocr_scorer is None:
+        parser.error("--ocr-val-every needs the official OCR scorer (eval.ocr), which deblur does not import "
+                     "(the layers of docs/development.md): run the same command as python -m eval.train")
     if args.data and args.synthetic:
         parser.error("give --data DIR or --synthetic, not both (without --data the synthetic stream is used)")
     if args.data and args.nontext_fraction:
@@ -299,7 +329,7 @@ def main(argv=None) -> int:
     try:
         if config.logical_cpus:
             configure_logical_cpus(config.logical_cpus)
-        train(config)
+        train(config, ocr_scorer=ocr_scorer)
     except (DataError, RunDirError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         if argv is None and _pipeline_failed():
@@ -646,6 +676,35 @@ def _callback_classes():
 
 # ---- training --------------------------------------------------------------------------------
 
+# the figures --monitor can choose best.keras by, and their direction
+MONITOR_MODES = {"val_loss": "min", "val_excess_hard": "min", "val_ocr_hard": "max"}
+
+
+def monitor_mode(monitor: str) -> str:
+    """"min" or "max": which way `monitor` improves (ValueError for an unknown one)."""
+    try:
+        return MONITOR_MODES[monitor]
+    except KeyError:
+        raise ValueError(f"unknown --monitor {monitor!r}; known: {', '.join(MONITOR_MODES)}") from None
+
+
+def best_row(rows: list[dict], monitor: str) -> dict | None:
+    """The history row (epoch) with the best finite `monitor` (lowest or highest, monitor_mode; the
+    first of equals, as ModelCheckpoint keeps it), None if there is none (epochs without an OCR
+    validation hold NaN)."""
+    rows = [r for r in rows if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
+    if not rows:
+        return None
+    sign = -1 if monitor_mode(monitor) == "max" else 1
+    return min(rows, key=lambda r: sign * r[monitor])
+
+
+def best_value(rows: list[dict], monitor: str) -> float | None:
+    """The best finite value of `monitor` in history rows (best_row), None if there is none."""
+    row = best_row(rows, monitor)
+    return None if row is None else row[monitor]
+
+
 def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
     """Check resume compatibility; returns {"resuming": bool, "best": float|None}."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -659,6 +718,12 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
             if key in old and old[key] != record[key]:
                 raise RunDirError(f"{run_dir}: holds an interrupted run with a different {key} "
                                   f"({old[key]} vs {record[key]}); use another --run-dir")
+        ocr_steps = [(a.get("ocr_val_steps") if a.get("ocr_val_every") else None)
+                     for a in (old.get("args") or {}, record.get("args") or {})]
+        if ocr_steps[0] != ocr_steps[1]:  # history.csv's columns (val_ocr_step{N}) must stay the same
+            raise RunDirError(f"{run_dir}: holds an interrupted run with OCR validation steps {ocr_steps[0]} "
+                              f"(vs {ocr_steps[1]} now); give the same --ocr-val-every / --ocr-val-steps "
+                              "(on or off) or use another --run-dir")
         meta = backup / "training_metadata.json"
         done = json.loads(meta.read_text()).get("epoch") if meta.is_file() else None
         if done is not None and any(r.get("epoch", -1) >= done for r in rows):
@@ -672,10 +737,9 @@ def _prepare_run_dir(run_dir: Path, record: dict, config) -> dict:
         hist.unlink()
     from pipelines.common.atomic import write_text_atomic
     write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2, sort_keys=True, default=str))
-    monitor = getattr(config, "monitor", "val_loss")
-    vals = [r[monitor] for r in rows if monitor in r and math.isfinite(r[monitor])]
+    best = best_value(rows, getattr(config, "monitor", "val_loss")) if resuming else None
     last = rows[-1] if rows else {}
-    return {"resuming": resuming, "best": min(vals) if (resuming and vals) else None, "last_row": last}
+    return {"resuming": resuming, "best": best, "last_row": last}
 
 
 def set_seed(keras, seed: int):
@@ -776,10 +840,19 @@ def _model_spec(config, input_size, channels):
                      pyramid_refinements=tuple(config.model_pyramid_refinements))
 
 
-def train(config) -> dict:
+def train(config, ocr_scorer=None) -> dict:
     """Train as configured (TrainConfig, dict or argparse Namespace); returns the full history
-    {metric: [value per epoch]} including epochs run before a resume."""
+    {metric: [value per epoch]} including epochs run before a resume. `ocr_scorer`: the OCR scorer
+    of the OCR validation (config.ocr_val_every > 0; deblur.ocr_val)."""
     config = TrainConfig.from_any(config)
+    mode = monitor_mode(config.monitor)
+    if config.monitor == "val_ocr_hard" and not config.ocr_val_every:
+        raise ValueError("--monitor val_ocr_hard needs --ocr-val-every K (the OCR validation it reads)")
+    if config.ocr_val_every:
+        if ocr_scorer is None:
+            raise ValueError("--ocr-val-every needs an OCR scorer (python -m eval.train plugs in the official one)")
+        config = dataclasses.replace(config, ocr_val_steps=sorted(set(config.ocr_val_steps or
+                                                                      hardest_steps(config.steps))))
     if config.logical_cpus:
         configure_logical_cpus(config.logical_cpus)
     import keras
@@ -823,6 +896,9 @@ def train(config) -> dict:
                        "input_size": tset.input_size, "target_size": tset.target_size}
     if max(config.steps) > spec.max_step:
         raise DataError(None, f"--steps include {max(config.steps)} but the model's max step is {spec.max_step}")
+    if config.ocr_val_every and max(config.ocr_val_steps) > spec.max_step:
+        raise DataError(None, f"--ocr-val-steps include {max(config.ocr_val_steps)} but the model's max step "
+                              f"is {spec.max_step}")
 
     if strategy is not None:
         strategy_name, replicas, tf_version = type(strategy).__name__, strategy.num_replicas_in_sync, tf.__version__
@@ -891,13 +967,33 @@ def train(config) -> dict:
         val_ds = D.val_dataset(tset, config.val_batch_size or config.batch_size, spec.output_size)
         steps_per_epoch = config.steps_per_epoch or D.epoch_steps(tset, config.batch_size)
 
+    ocr_callbacks = []
+    if config.ocr_val_every:
+        from . import ocr_val
+        from .infer import Deblurrer
+
+        # the preprocessing `python -m deblur` finds for RUN/best.keras (deblur.infer.run_preprocess)
+        pre_dict = data_record.get("preprocess") or (data_record.get("manifest_config") or {}).get("preprocess")
+        deblurrer = Deblurrer(model, PreprocessConfig.from_dict(pre_dict or {}))
+        t = time.perf_counter()
+        images = ocr_val.ocr_val_images(config.seed, config.ocr_val_steps, config.ocr_val_per_step)
+        _log(config, f"OCR validation every {config.ocr_val_every} epoch(s) and at the last: {len(images)} "
+                     f"full-size images (steps {config.ocr_val_steps}, {config.ocr_val_per_step} per step, "
+                     f"seed {config.seed}) made in {time.perf_counter() - t:.1f}s")
+        ocr_callbacks.append(ocr_val.callback_class()(deblurrer, images, config.ocr_val_steps,
+                                                      config.ocr_val_every, config.epochs, ocr_scorer,
+                                                      config.verbose))
+    # best.keras: a NaN (an epoch without OCR validation) must never count as the best, so the
+    # maximised monitor starts at -inf (Keras takes any first value when it starts at None)
+    threshold = state["best"] if state["best"] is not None else (-math.inf if mode == "max" else None)
     callbacks = [
         StepValidation(val_ds, config.steps, sampler, stream, replicas),
+        *ocr_callbacks,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, config.patience // 2), min_lr=1e-6),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=config.monitor, mode="min",
-                                        save_best_only=True, initial_value_threshold=state["best"]),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=config.monitor, mode=mode,
+                                        save_best_only=True, initial_value_threshold=threshold),
         keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         EpochLine(config.epochs, config.steps, config.verbose),

@@ -88,15 +88,25 @@ def layout_folders(root: Path, layout: str, step: int, font: str | None) -> tupl
     return base / "CAM01_focused", base / "CAM02_blurred"
 
 
-def _write_sample(job) -> str:
-    root, layout, seed, step, font, sample = job
-    rng = rng_for(seed, step, list(FONT_TAGS).index(font), sample)
+def simulate_sample(seed: int, step: int, font: str, sample: int, stream: int = 0):
+    """One text sample as the simulator makes it: (its 3 lines of text, CAM01 sharp, CAM02 blurred),
+    the images float32 in [0, 1] (`to_uint16` gives what the TIFFs hold). Its random numbers come
+    from (seed, step, stream + the font's index, sample): stream 0 is the data sets' (`simulate`);
+    other streams give other scenes through the same path (e.g. deblur.ocr_val's fixed images)."""
+    rng = rng_for(seed, step, stream + list(FONT_TAGS).index(font), sample)
     text = random_text(rng)
     raster = render_text(text, font)
+    sharp = sharp_camera(raster, rng)
+    return text, sharp, blurred_camera(raster, step, rng)
+
+
+def _write_sample(job) -> str:
+    root, layout, seed, step, font, sample = job
+    text, sharp, blurred = simulate_sample(seed, step, font, sample)
     sharp_dir, blurred_dir = layout_folders(Path(root), layout, step, font)
     stem = f"focusStep_{step}_{FONT_TAGS[font]}_size_30_sample_{sample:04d}"
-    write_tiff(sharp_dir / f"{stem}.tif", sharp_camera(raster, rng))
-    write_tiff(blurred_dir / f"{stem}.tif", blurred_camera(raster, step, rng))
+    write_tiff(sharp_dir / f"{stem}.tif", sharp)
+    write_tiff(blurred_dir / f"{stem}.tif", blurred)
     for folder in (sharp_dir, blurred_dir):
         write_text_atomic(folder / f"{stem}.txt", "\n".join(text))
     return stem
