@@ -151,6 +151,7 @@ def _run(argv, state: dict) -> int:
     from pipelines.common.output import to_uint8, write_png
 
     from .infer import Deblurrer
+    from pipelines.preprocessing.flatfield import FlatFields
 
     try:
         deblurrer = Deblurrer.from_file(args.model, batch_size=args.batch_size, method=args.method)
@@ -186,6 +187,7 @@ def _run(argv, state: dict) -> int:
     written = 0
     per_image: list[dict[str, float]] = []  # stage seconds of every written image
     t_start = time.perf_counter()
+    flats = FlatFields()
     bar = tqdm(inputs, desc="deblur", unit="img", file=sys.stderr)
     for path in bar:
         bar.set_postfix_str(path.name, refresh=False)
@@ -219,7 +221,9 @@ def _run(argv, state: dict) -> int:
                 if far:
                     bar.write(f"warning: {path}: {far}", file=sys.stderr)
             t1e = time.perf_counter()
-            result = deblurrer.deblur(image, image_step)
+            # the camera's illumination from the folder's text images of this step (a photo's own
+            # border is scene, not paper; pipelines/preprocessing/flatfield.py)
+            result = deblurrer.deblur(image, image_step, flat=flats(path, image_step, deblurrer.preprocess.factor))
             t2 = time.perf_counter()
             write_png(out_dir / f"{path.stem}.png", to_uint8(result))
             t3 = time.perf_counter()

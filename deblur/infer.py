@@ -343,30 +343,33 @@ class Deblurrer:
         self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
         return small
 
-    def deblur_small(self, image, step) -> np.ndarray:
+    def deblur_small(self, image, step, flat=None) -> np.ndarray:
         """Blurred full-size image (as for `deblur`) and step (0-19 or "auto") -> (h, w) float32 result
         at the preprocessing scale (1:7 by default), 1 = white."""
-        return self._deblur_unit_small(as_unit_image(image), step)
+        return self._deblur_unit_small(as_unit_image(image), step, flat)
 
-    def _deblur_unit_small(self, a: np.ndarray, step) -> np.ndarray:
+    def _deblur_unit_small(self, a: np.ndarray, step, flat=None) -> np.ndarray:
         # `a` is already checked by as_unit_image
         step = self.resolve_step(a, step)
         self.check_size(a.shape)
         self.timings = {}
         t0 = time.perf_counter()
-        x = preprocess_blurred(a, self.preprocess, step=step)
+        x = preprocess_blurred(a, self.preprocess, step=step, flat=flat)
         self.timings["preprocess"] = time.perf_counter() - t0
         return self.predict_small(x, step)
 
-    def deblur(self, image, step) -> np.ndarray:
+    def deblur(self, image, step, flat=None) -> np.ndarray:
         """Blurred full-size image -> deblurred (h, w) float32 image in [0, 1], 1 = white paper.
         `image`: gray (h, w) or colour (h, w, 3|4), uint8, uint16 or float in [0, 1] (an array, or
         anything np.asarray takes, e.g. a PIL image), converted as the command line converts files
         (`as_unit_image`). `step`: the blur step 0-19, or "auto" to
-        estimate it from the image (`last_estimate` holds the estimate). `timings["stitch"]`
-        includes the up-scaling."""
+        estimate it from the image (`last_estimate` holds the estimate). `flat`: the blurred camera's
+        illumination at the preprocessing scale, measured on text images of the same step
+        (`pipelines.preprocessing.flatfield.FlatFields`; `python -m deblur` uses the image's folder),
+        taken for a photo whose border is scene, not paper (`preprocess.choose_background`); None:
+        the image's own border fit. `timings["stitch"]` includes the up-scaling."""
         a = as_unit_image(image)
-        small = self._deblur_unit_small(a, step)
+        small = self._deblur_unit_small(a, step, flat)
         t0 = time.perf_counter()
         out = np.clip(upscale(small, a.shape, factor=self.preprocess.factor), 0.0, 1.0)
         self.timings["stitch"] += time.perf_counter() - t0

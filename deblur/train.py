@@ -202,11 +202,11 @@ def _nonneg_int(text):
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line. Options that the recipe sets default to None here (None = not given):
+def build_parser(prog: str = "python -m deblur.train") -> argparse.ArgumentParser:
+    """The command line (`prog`: the command's name in its help). Options that the recipe sets default to None here (None = not given):
     `resolve` fills them in from the recipe or --init's model, so it can tell a given flag apart."""
     r = recipe()
-    p = argparse.ArgumentParser(prog="python -m deblur.train", description=__doc__,
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="prepared set folder (manifest.json + shards/); "
                    "without it: the synthetic stream")
@@ -303,10 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None, ocr_scorer=None) -> int:
+def main(argv=None, ocr_scorer=None, prog: str = "python -m deblur.train") -> int:
     """The command. `ocr_scorer`: the OCR scorer for --ocr-val-every (deblur.ocr_val; the official
     one is plugged in by `python -m eval.train`, since deblur does not import eval)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.monitor == "val_ocr_hard" and not args.ocr_val_every:
         parser.error("--monitor val_ocr_hard needs --ocr-val-every K (the OCR validation it reads)")

@@ -50,6 +50,7 @@ from pipelines.common.atomic import write_text_atomic
 from pipelines.common.errors import DataError
 from pipelines.common.output import to_uint8
 from pipelines.preprocessing.deconv import _padded, disc_psf, wiener  # noqa: F401  (shared with the physics channel)
+from pipelines.preprocessing.flatfield import flat_field
 from pipelines.preprocessing.preprocess import downscale, remove_vignetting, upscale
 from pipelines.reading import physics as P
 from pipelines.reading.hdc import find_calibration
@@ -232,24 +233,6 @@ def to_submission(small, full_shape) -> np.ndarray:
 def deblur(blurred, step: int, method: str, value, psf, factor=FACTOR) -> np.ndarray:
     """Full-size blurred float image -> full-size deblurred uint8 submission image."""
     return to_submission(deconvolve_small(to_unit(blurred, step, factor), psf, method, value), np.shape(blurred))
-
-
-def flat_field(folder, step: int, factor, count: int = 4):
-    """A camera's illumination at 1:`factor`: the mean of the vignetted white backgrounds fitted
-    (`pipelines.preprocessing.preprocess.estimate_background`) on up to `count` text images of
-    `step` in `folder` (of any step if it has none of this one); None if the folder has no text
-    image. A photo's own border is scene, not background: its illumination is measured on the text.
-    (CAM01: the sanity reference, eval.sanity; CAM02: wiener-reg.)"""
-    from pipelines.preprocessing.preprocess import estimate_background
-    from pipelines.reading.hdc import is_text_image, step_of
-    from pipelines.reading.images import image_files
-
-    texts = [p for p in image_files(folder) if is_text_image(p)]
-    texts = [p for p in texts if step_of(p) == int(step)] or texts
-    if not texts:
-        return None
-    fits = [estimate_background(downscale(load_image(p, expect_shape=None), factor)) for p in texts[:count]]
-    return np.mean(fits, axis=0).astype(np.float32)
 
 
 def regularised_wiener(blurred, psf, balance: float = PHOTO_BALANCE, factor=FACTOR, flat=None) -> np.ndarray:

@@ -45,7 +45,7 @@ from pipelines.preprocessing.preprocess import downscale
 from pipelines.preprocessing.registration import warp_to_blurred_frame
 from pipelines.reading import physics as P
 
-from .baselines import flat_field  # noqa: F401  (the illumination of a folder's text images)
+from pipelines.preprocessing.flatfield import flat_field  # the illumination of a folder's text images
 
 FACTOR = 8          # both images area-downscaled 1:8 before comparing
 MARGIN = 0.05       # fraction of each side left out

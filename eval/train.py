@@ -30,7 +30,7 @@ def official_scores(pairs, workers: int | None = None) -> list[int]:
 def main(argv=None) -> int:
     from deblur.train import main as train_main
 
-    return train_main(argv, ocr_scorer=official_scores)
+    return train_main(argv, ocr_scorer=official_scores, prog="python -m eval.train")
 
 
 if __name__ == "__main__":

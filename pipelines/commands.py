@@ -1,7 +1,7 @@
 """Console entry points (pyproject.toml [project.scripts]); each is the same as `python -m MODULE`
 with the same arguments:
 
-    hdc-simulate  pipelines.simulate      hdc-train   deblur.train
+    hdc-simulate  pipelines.simulate      hdc-train   eval.train (deblur.train + OCR validation)
     hdc-prepare   pipelines.prepare       hdc-deblur  deblur (the submission command)
                                           hdc-score   eval.score
 
@@ -29,7 +29,8 @@ def prepare() -> int:
 
 
 def train() -> int:
-    return _main("deblur.train")
+    # eval.train: deblur.train with the official scorer plugged in (--ocr-val-every works too)
+    return _main("eval.train")
 
 
 def deblur() -> int:

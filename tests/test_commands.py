@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"hdc-simulate": "pipelines.simulate", "hdc-prepare": "pipelines.prepare",
-            "hdc-train": "deblur.train", "hdc-deblur": "deblur", "hdc-score": "eval.score"}
+            "hdc-train": "eval.train", "hdc-deblur": "deblur", "hdc-score": "eval.score"}
 
 
 def _scripts():

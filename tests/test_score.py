@@ -142,17 +142,20 @@ def test_select_samples_takes_the_first_n_per_font(sim_eval):
 def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypatch):
     import tifffile
 
-    calls, seen = [], []
+    calls, seen, flats = [], [], []
 
     class FakeDeblurrer:
+        preprocess = types.SimpleNamespace(factor=7)
+
         @classmethod
         def from_file(cls, path):
             calls.append(("from_file", path))
             return cls()
 
-        def deblur(self, image, step):
+        def deblur(self, image, step, flat=None):
             calls.append(("deblur", image.dtype, image.shape, step))
             seen.append(image)
+            flats.append(flat)
             return np.ones(image.shape, np.float32) * 0.5
 
     monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
@@ -168,6 +171,8 @@ def test_model_method_through_a_stand_in_deblurrer(sim_eval, tmp_path, monkeypat
     raw = tifffile.imread(sample.blurred)
     assert raw.dtype == np.uint16
     np.testing.assert_array_equal(seen[0], raw.astype(np.float32) / np.float32(65535))
+    # the camera's illumination from the folder's text images of the step, at the model's scale
+    assert flats[0] is not None and flats[0].shape == (1460 // 7, 2360 // 7)
     assert out.dtype == np.uint8 and (out[:, :50] == 255).all() and out[0, 60] == 128
 
 

@@ -55,3 +55,29 @@ def test_history_plot_writes_a_png(run_dir, tmp_path):
     assert Image.open(tmp_path / "phases.png").size == Image.open(tmp_path / "h.png").size
     assert main([str(run_dir), str(tmp_path / "nothing"), "--out", str(tmp_path / "bad.png")]) == 2
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_history_plot_adds_the_ocr_validation_panel(run_dir, tmp_path):
+    """A run with OCR validation (val_ocr_step{N}, NaN between validations) gets a third panel."""
+    import csv
+    import shutil
+
+    from PIL import Image
+
+    from deblur.history_plot import main
+
+    ocr_run = tmp_path / "ocr_run"
+    ocr_run.mkdir()
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0]) + ["val_ocr_step1", "val_ocr_hard"]
+    with open(ocr_run / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({**r, "val_ocr_step1": "nan" if i == 0 else "55.0", "val_ocr_hard": "nan" if i == 0 else "55.0"})
+    assert main([str(run_dir), "--out", str(tmp_path / "plain.png")]) == 0
+    assert main([str(ocr_run), "--out", str(tmp_path / "ocr.png")]) == 0
+    plain, ocr = Image.open(tmp_path / "plain.png"), Image.open(tmp_path / "ocr.png")
+    assert ocr.size[0] > 1.4 * plain.size[0] and ocr.size[1] == plain.size[1]
+    shutil.rmtree(ocr_run)

@@ -42,6 +42,8 @@ VIGNETTING_MODES = ("divide", "subtract", "none")
 # a photo's border is no white page, and a free fit would divide its large-scale brightness out
 # (sky bright, coat dark: gone from the input) or dip towards 0 and stretch it without bound.
 BACKGROUND_RANGE = 0.2
+FLAT_TOLERANCE = 0.05   # an image's own background fit within this (median relative deviation) of the
+                        # camera's flat field is taken as its background (text: <= 0.004; photos: >= 0.15)
 _MIN_BACKGROUND = 1e-3  # guards "divide" against a (nonsensical) zero or negative background
 
 
@@ -296,7 +298,24 @@ def estimate_background(image, terms=DEFAULT_TERMS, border=DEFAULT_BORDER, n_sam
     return np.clip(bg, lo, hi).astype(np.float32)
 
 
-def remove_vignetting(image, mode="divide", **fit) -> tuple[np.ndarray, np.ndarray]:
+def choose_background(own, flat, tolerance: float = FLAT_TOLERANCE):
+    """(background, which): an image's own fitted background, or the camera's flat field (`flat`,
+    same shape; `pipelines.preprocessing.flatfield`) where the own fit is not white paper: its median
+    relative deviation from the flat field exceeds `tolerance` (a photo's border is scene). `which`
+    is "own" or "flat"."""
+    if flat is None:
+        return own, "own"
+    flat = np.asarray(flat, dtype=np.float32)
+    if flat.shape != own.shape:
+        raise ValueError(f"the flat field's shape {flat.shape} differs from the image's {own.shape} "
+                         f"(measure it at the same down-scaling factor)")
+    flat = np.maximum(flat, _MIN_BACKGROUND)
+    if float(np.median(np.abs(own / flat - 1))) > tolerance:
+        return flat, "flat"
+    return own, "own"
+
+
+def remove_vignetting(image, mode="divide", flat=None, **fit) -> tuple[np.ndarray, np.ndarray]:
     """Remove the vignetted background of a 2-D image; returns (corrected, background).
 
     mode "divide" (the default): corrected = image / background - 1, so the background becomes 0
@@ -305,14 +324,16 @@ def remove_vignetting(image, mode="divide", **fit) -> tuple[np.ndarray, np.ndarr
     additive offset still sets the contrast, which the step-conditioned network is told.
     mode "subtract": corrected = image - background (background 0, text about -(W - T) in
     intensity units). mode "none": corrected = image, background = ones. `fit` goes to
-    `estimate_background` (terms, border, n_samples, discard, seed). Both outputs float32.
+    `estimate_background` (terms, border, n_samples, discard, seed). `flat`: the camera's
+    illumination measured on text images (`pipelines.preprocessing.flatfield`), used instead of the
+    own fit where that is not white paper (`choose_background`). Both outputs float32.
     """
     if mode not in VIGNETTING_MODES:
         raise ValueError(f"vignetting mode must be one of {VIGNETTING_MODES}, got {mode!r}")
     a = _as_float_image(image)
     if mode == "none":
         return a.copy(), np.ones_like(a)
-    bg = estimate_background(a, **fit)
+    bg, _ = choose_background(estimate_background(a, **fit), flat)
     if mode == "subtract":
         return (a - bg).astype(np.float32), bg
     return (a / np.maximum(bg, _MIN_BACKGROUND) - 1.0).astype(np.float32), bg
@@ -515,22 +536,24 @@ def _resolve_config(config, overrides: dict) -> PreprocessConfig:
 
 
 def preprocess_blurred(image, config=None, *, step=None, factor=None, widths=None,
-                       vignetting=None) -> np.ndarray:
+                       vignetting=None, flat=None) -> np.ndarray:
     """Blurred full-size (or any-size) image -> (H, W, config.channels) float32 network input:
     downscale(factor) -> remove_vignetting(vignetting) -> input_channels (median channels, and the
     physics channel of blur `step` when the config has one).
 
     `config` is a PreprocessConfig (or its dict, or a bare factor); keyword arguments override it.
+    `flat`: the camera's illumination at the down-scaled size (`remove_vignetting`), if known.
     """
     c = _resolve_config(config, {"factor": factor, "median_widths": widths, "vignetting": vignetting})
-    return preprocess_small(downscale(image, c.factor), c, step=step)
+    return preprocess_small(downscale(image, c.factor), c, step=step, flat=flat)
 
 
-def preprocess_small(small, config=None, *, step=None) -> np.ndarray:
+def preprocess_small(small, config=None, *, step=None, flat=None) -> np.ndarray:
     """The stages of `preprocess_blurred` after down-scaling: an already down-scaled blurred image
-    -> remove_vignetting -> input_channels (what the synthetic stream feeds the network)."""
+    -> remove_vignetting (with the camera's `flat` field, if known) -> input_channels (what the
+    synthetic stream feeds the network)."""
     c = _resolve_config(config, {})
-    corrected, _ = remove_vignetting(small, c.vignetting, terms=c.terms, border=c.border,
+    corrected, _ = remove_vignetting(small, c.vignetting, flat=flat, terms=c.terms, border=c.border,
                                      n_samples=c.n_samples, discard=c.discard, seed=c.seed)
     return input_channels(corrected, c, step)
 

@@ -18,6 +18,9 @@ How the full-size physics (pipelines.simulate) maps to 1:7:
   axis (`small_kernel`); the staircase is not block-constant, the residual is in the compare table.
 - gain/offset, vignetting: pointwise (vignetting evaluated at the block centres: smooth).
 - noise: independent per full-size pixel, so the block mean has sigma / 7 of the local level.
+- flat field: the step's white background under the mean vignetting of four shots (`flat_small`), what
+  inference measures on a folder's text images; the vignetting removal takes it where a scene's
+  own border is not paper (a photo), as inference does.
 - sharp camera: the same scene in CAM01's geometry; its 1.2 px optical blur (0.17 px at 1:7) is
   left out; binarised by `binarise_target` and warped by `warp_to_blurred_frame` like prepare does.
 """
@@ -132,6 +135,15 @@ def blurred_small(raster: np.ndarray, step: int, rng: np.random.Generator, facto
     return img.astype(np.float32)
 
 
+def flat_small(step: int, rng: np.random.Generator, factor: int = 7, images: int = 4) -> np.ndarray:
+    """The blurred camera's illumination at 1:factor as a folder's text images measure it
+    (`pipelines.preprocessing.flatfield`): the white background of `step` with the vignetting of
+    `images` shots averaged (each its own jitter, as in `blurred_small`)."""
+    ph = P.step_physics(step)
+    jitter = float(np.mean(rng.uniform(-0.01, 0.01, size=images)))
+    return ((ph["gain"] * P.BACKGROUND_DN / 255 + ph["offset"]) * vignetting_small(jitter, factor)).astype(np.float32)
+
+
 def sharp_small(raster: np.ndarray, rng: np.random.Generator, factor: int = 7, noise: bool = True) -> np.ndarray:
     """CAM01 at 1:factor, as downscale(simulate.sharp_camera(...)) (float32; optics blur left out)."""
     s = scene_small(raster, None, factor)
@@ -228,7 +240,10 @@ def synth_pair(seed: int, index: int, steps=tuple(range(P.N_STEPS)), weights=Non
         sharp = sharp_small(raster, rng, f, noise)
         blurred = blurred_small(raster, step, rng, f, noise)
         y = target_small(sharp, step, config, blurred.shape)
-    x = preprocess_small(blurred, config, step=step)
+    # the camera's flat field, as inference measures it on the folder's text images: used where the
+    # image's own border fit is not paper (a photo); its own random stream keeps the pairs aligned
+    flat = flat_small(step, np.random.default_rng(np.random.SeedSequence([int(seed), STREAMS[stream], int(index), 11])), f)
+    x = preprocess_small(blurred, config, step=step, flat=flat)
     return SynthPair(x, y, step, font, text, blurred, kind)
 
 

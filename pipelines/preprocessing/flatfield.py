@@ -1,0 +1,48 @@
+"""A camera's illumination measured on a folder's text images (the flat field).
+
+Vignetting removal fits the white background on an image's own border frame
+(`preprocess.estimate_background`). On a text image the border is white paper; on a photograph it is
+scene, and the fit then takes the photo's large-scale brightness for illumination (on "moon", whose
+contrast is below the 5-15 % vignetting, it flattens the scene away). The text images of the same
+step in the same folder were taken by the same camera with the same exposure: the mean of their fitted
+backgrounds is the camera's illumination, which `preprocess.remove_vignetting(..., flat=)` uses for
+an image whose own fit disagrees with it (`preprocess.FLAT_TOLERANCE`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..reading.hdc import is_text_image, step_of
+from ..reading.images import image_files, load_image
+from .preprocess import downscale, estimate_background
+
+
+def flat_field(folder, step: int, factor, count: int = 4, any_step: bool = True):
+    """A camera's illumination at 1:`factor`: the mean of the vignetted white backgrounds fitted
+    (`estimate_background`) on up to `count` text images of `step` in `folder` (with `any_step`, of
+    any step if it has none of this one: right for the sharp camera, not for the blurred one, whose
+    white level changes with the step); None if the folder has no such text image."""
+    texts = [p for p in image_files(folder) if is_text_image(p)]
+    same = [p for p in texts if step_of(p) == int(step)]
+    texts = (same or texts) if any_step else same
+    if not texts:
+        return None
+    fits = [estimate_background(downscale(load_image(p, expect_shape=None), factor)) for p in texts[:count]]
+    return np.mean(fits, axis=0).astype(np.float32)
+
+
+class FlatFields:
+    """The blurred camera's flat field of an image: `flat_field` of the text images of the same step
+    in the image's folder (None if there are none), measured once per (folder, step, factor)."""
+
+    def __init__(self, count: int = 4):
+        self.count = count
+        self._cache: dict = {}
+
+    def __call__(self, path, step: int, factor):
+        key = (str(Path(path).resolve().parent), int(step), factor)
+        if key not in self._cache:
+            self._cache[key] = flat_field(Path(path).parent, step, factor, self.count, any_step=False)
+        return self._cache[key]

@@ -1,0 +1,79 @@
+"""The blurred camera's flat field (illumination measured on a folder's text images): used for an
+image whose own border is scene, not paper; text images keep their own fit."""
+import numpy as np
+import pytest
+
+from pipelines.preprocessing.flatfield import FlatFields, flat_field
+from pipelines.preprocessing.preprocess import (FLAT_TOLERANCE, choose_background, downscale,
+                                                estimate_background, remove_vignetting)
+from pipelines.reading.images import load_image
+
+
+def _small(path, factor=7):
+    return downscale(load_image(path, expect_shape=None), factor)
+
+
+def test_text_keeps_its_own_fit_and_a_photo_takes_the_flat_field(sim_eval):
+    folder = sim_eval / "steps_5_to_9" / "CAM02_blurred"
+    flat = FlatFields()(folder / "focusStep_5_Image_camera.tif", 5, 7)
+    assert flat is not None and flat.shape == (1460 // 7, 2360 // 7)
+    text = _small(next(folder.glob("focusStep_5_timesR_*.tif")))
+    own, which = choose_background(estimate_background(text), flat)
+    assert which == "own"
+    # the flat field is the text's white background: their own fits agree within the tolerance
+    assert np.median(np.abs(own / flat - 1)) < FLAT_TOLERANCE / 5
+    for name in ("camera", "coins"):
+        photo = _small(folder / f"focusStep_5_Image_{name}.tif")
+        bg, which = choose_background(estimate_background(photo), flat)
+        assert which == "flat" and bg is not None
+        corrected, used = remove_vignetting(photo, flat=flat)
+        np.testing.assert_allclose(used, np.maximum(flat, 1e-3))
+        np.testing.assert_allclose(corrected, photo / used - 1, rtol=1e-5, atol=1e-6)
+    # without a flat field: the own fit, as before
+    corrected, used = remove_vignetting(text)
+    np.testing.assert_array_equal(used, estimate_background(text))
+
+
+def test_a_flat_field_of_another_size_is_refused(sim_eval):
+    folder = sim_eval / "steps_0_to_4" / "CAM02_blurred"
+    text = _small(next(folder.glob("focusStep_0_timesR_*.tif")))
+    with pytest.raises(ValueError, match="same down-scaling factor"):
+        choose_background(estimate_background(text), np.ones((10, 10), np.float32))
+
+
+def test_the_blurred_cameras_flat_field_needs_text_of_the_same_step(sim_eval, tmp_path):
+    folder = sim_eval / "steps_5_to_9" / "CAM02_blurred"
+    # the white level changes with the step: another step's text images do not measure it
+    assert flat_field(folder, 6, 7, any_step=False) is None
+    assert flat_field(folder, 6, 7) is not None  # (the sharp camera's use: any step)
+    assert FlatFields()(folder / "focusStep_6_Image_camera.tif", 6, 7) is None
+    # step 5 vs step 0: gain and offset differ, so does the white level
+    f5 = flat_field(folder, 5, 7, any_step=False)
+    f0 = flat_field(sim_eval / "steps_0_to_4" / "CAM02_blurred", 0, 7, any_step=False)
+    assert abs(float(np.median(f5 / f0)) - 1) > 0.005
+
+
+def test_the_stream_gives_photos_the_flat_field_and_text_its_own_fit(monkeypatch):
+    import pipelines.preprocessing.preprocess as PP
+    from pipelines.simulation.synth import flat_small, synth_pair
+
+    chosen = []
+    real = PP.choose_background
+
+    def spy(own, flat, tolerance=FLAT_TOLERANCE):
+        bg, which = real(own, flat, tolerance)
+        chosen.append(which)
+        return bg, which
+
+    monkeypatch.setattr(PP, "choose_background", spy)
+    kinds = []
+    for i in range(12):
+        kinds.append(synth_pair(4, i, nontext=0.5).kind)
+    text = [w for k, w in zip(kinds, chosen) if k == "text"]
+    other = [w for k, w in zip(kinds, chosen) if k != "text"]
+    assert text and set(text) == {"own"}
+    assert other and other.count("flat") >= len(other) // 2
+    # the simulated flat field: the step's white under the camera's vignetting, darker at high steps'
+    # corners than at the bottom centre
+    f = flat_small(10, np.random.default_rng(0))
+    assert f.shape == (1460 // 7, 2360 // 7) and f[0, -1] < f[-1, f.shape[1] // 2]
