@@ -30,6 +30,7 @@ below FLOOR (docs/sanity.md: the calibration and why). The QR target is reported
 
     python -m eval.sanity --compare-reference --data DIR [--steps 0-19]   # the reference, checked
     python -m eval.sanity --sweep-balance 0.1,1,3,10,30 --data DIR        # wiener-reg's balance
+    python -m eval.sanity --vignetting --data DIR                         # own fit vs flat field
 
 TensorFlow is never imported here.
 """
@@ -353,6 +354,30 @@ def sweep_balance(data, balances, steps=None) -> list[dict]:
     return rows
 
 
+def compare_vignetting(data, steps=None, factor: int = 7) -> list[dict]:
+    """Per step: median and minimum over the photos of the blurred input at 1:`factor` with the
+    vignetting divided out, by the image's own border fit ("own") and by the folder's flat field
+    where the own fit is not paper ("flat", `pipelines.preprocessing.preprocess.choose_background`),
+    up-scaled to full size: what the network's first input channel keeps of a photo."""
+    from pipelines.preprocessing.flatfield import FlatFields
+    from pipelines.preprocessing.preprocess import remove_vignetting, upscale
+    from pipelines.reading.images import load_image
+
+    scorer, flats = SanityScorer(), FlatFields()
+    samples = [s for s in select_sanity(data, steps) if s.is_photo]
+    rows = []
+    for step in sorted({s.step for s in samples}):
+        values: dict = {"own": [], "flat": []}
+        for s in (x for x in samples if x.step == step):
+            image = load_image(s.blurred, expect_shape=None)
+            small = downscale(image, factor)
+            for name, flat in (("own", None), ("flat", flats(s.blurred, step, factor))):
+                corrected, _ = remove_vignetting(small, flat=flat)
+                values[name].append(scorer(s, upscale(corrected, image.shape, factor=factor)))
+        rows.append({"step": step, **{k: step_verdict(v) for k, v in values.items()}})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.sanity", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -360,11 +385,14 @@ def main(argv=None) -> int:
                     help="simulated data: the CAM01 reference vs the noise-free scene, on the blurred images")
     ap.add_argument("--sweep-balance", metavar="B1,B2,...",
                     help="wiener-reg at these balances: median/min over the photos per step")
+    ap.add_argument("--vignetting", action="store_true",
+                    help="the blurred input with the vignetting divided out by its own border fit vs by "
+                         "the folder's flat field: median/min over the photos per step")
     ap.add_argument("--data", required=True, help="a simulated HDC2021 set with sanity photos")
     ap.add_argument("--steps", default="0-19")
     args = ap.parse_args(argv)
-    if not (args.compare_reference or args.sweep_balance):
-        ap.error("nothing to do: pass --compare-reference and/or --sweep-balance "
+    if not (args.compare_reference or args.sweep_balance or args.vignetting):
+        ap.error("nothing to do: pass --compare-reference, --sweep-balance and/or --vignetting "
                  "(the leaderboard's sanity columns: python -m eval.score --sanity-only)")
     try:
         steps = P.parse_steps(args.steps)
@@ -377,10 +405,11 @@ def main(argv=None) -> int:
     try:
         rows = compare_reference(args.data, set(steps)) if args.compare_reference else None
         sweep = sweep_balance(args.data, balances, set(steps)) if balances else None
+        vig = compare_vignetting(args.data, set(steps)) if args.vignetting else None
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if not (rows or sweep):
+    if not (rows or sweep or vig):
         print(f"error: {args.data}: no sanity photos at steps {args.steps}", file=sys.stderr)
         return 1
     if rows:
@@ -393,6 +422,12 @@ def main(argv=None) -> int:
               + " | ".join(f"wiener-reg {b:g}" for b in balances) + " |\n" + "|---" * (len(balances) + 2) + "|")
         for r in sweep:
             cells = [f"{_f(r[b]['median'])}/{_f(r[b]['min'])}{'*' if r[b]['passed'] else ''}" for b in [None] + balances]
+            print(f"| {r['step']} | " + " | ".join(cells) + " |")
+    if vig:
+        print("\nthe blurred input at 1:7, vignetting divided out; median/min over the photos, * = passes\n"
+              "| step | own border fit | flat field |\n|---|---|---|")
+        for r in vig:
+            cells = [f"{_f(r[k]['median'])}/{_f(r[k]['min'])}{'*' if r[k]['passed'] else ''}" for k in ("own", "flat")]
             print(f"| {r['step']} | " + " | ".join(cells) + " |")
     return 0
 

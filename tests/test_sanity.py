@@ -111,3 +111,11 @@ def test_render_photo_is_not_text_like():
         r = render_photo(name)
         assert r.shape == DISPLAY_SHAPE
         assert np.mean((r > 0.05) & (r < 0.95)) > 0.5, name
+
+
+def test_the_flat_field_keeps_more_of_a_photo_than_its_own_border_fit(sim_eval):
+    rows = Z.compare_vignetting(sim_eval, {5})
+    assert [r["step"] for r in rows] == [5]
+    assert rows[0]["flat"]["n"] == rows[0]["own"]["n"] == 2
+    assert rows[0]["flat"]["median"] > rows[0]["own"]["median"] + 0.02
+    assert Z.main(["--vignetting", "--data", str(sim_eval), "--steps", "5"]) == 0
