@@ -51,11 +51,17 @@ case "${1:-demo}" in
         # Work in progress (the HDC2021 sanity check), deblur/models/nontext-wip.keras: the shipped
         # model fine-tuned with a quarter of procedural non-text scenes
         # (pipelines.simulation.nontext), BatchNorm statistics kept (--freeze-batchnorm): lr 3*10^-4
-        # seeds 5 and 6, then 10^-4 seed 7. Re-running resumes; EPOCHS5/6/7 bound the phases.
+        # seeds 5 and 6, then 10^-4 seed 7; then with the photos' flat field (the stream's default
+        # since) and Wiener channels at three balances (--physics wiener-multi), lr 10^-4 seed 10,
+        # best.keras chosen by the hardest steps' excess loss, OCR validation every 10 epochs.
+        # Re-running resumes; EPOCHS5/6/7/8 bound the phases.
         T=".venv/bin/python -m deblur.train --steps 0-19 --nontext-fraction 0.25 --freeze-batchnorm --synth-val-nontext 1"
         $T --run-dir runs/sanity2 --epochs "${EPOCHS5:-19}" --seed 5 --init deblur/models/default.keras --lr 0.0003
         $T --run-dir runs/sanity3 --epochs "${EPOCHS6:-19}" --seed 6 --init runs/sanity2/last.keras --lr 0.0003
         $T --run-dir runs/sanity4 --epochs "${EPOCHS7:-9}" --seed 7 --init runs/sanity3/best.keras --lr 0.0001
-        exec .venv/bin/python -m deblur.ship --run-dir runs/sanity4 --out deblur/models/nontext-wip.keras --command "bash run.sh train-nontext (phases of 19, 19 and 9 epochs from default.keras; 2-core CPU, no GPU)" ;;
+        .venv/bin/python -m eval.train --steps 0-19 --nontext-fraction 0.25 --freeze-batchnorm --synth-val-nontext 1 \
+            --run-dir runs/flat1 --epochs "${EPOCHS8:-61}" --seed 10 --init runs/sanity4/best.keras --lr 0.0001 \
+            --physics wiener-multi --monitor val_excess_hard --ocr-val-every 10
+        exec .venv/bin/python -m deblur.ship --run-dir runs/flat1 --which best --out deblur/models/nontext-wip.keras --command "bash run.sh train-nontext (phases of 19, 19, 9 and 61 epochs from default.keras; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default|train-nontext] [args...]" >&2; exit 2 ;;
 esac
