@@ -223,7 +223,7 @@ def _run(argv, state: dict) -> int:
             t1e = time.perf_counter()
             # the camera's illumination from the folder's text images of this step (a photo's own
             # border is scene, not paper; pipelines/preprocessing/flatfield.py)
-            result = deblurrer.deblur(image, image_step, flat=flats(path, image_step, deblurrer.preprocess.factor))
+            result = deblurrer.deblur(image, image_step, flat=flats(path, image_step, deblurrer.preprocess.factor, image.shape))
             t2 = time.perf_counter()
             write_png(out_dir / f"{path.stem}.png", to_uint8(result))
             t3 = time.perf_counter()

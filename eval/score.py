@@ -138,17 +138,17 @@ class ModelMethod:
         # the loader's float [0, 1] (any format); for a uint16 TIFF it is exactly the uint16 / 65535
         # that Deblurrer.deblur would compute itself
         image = load_image(sample.blurred, expect_shape=None)
-        out = np.asarray(self.deblurrer.deblur(image, sample.step, flat=self.flat(sample, sample.step)),
+        out = np.asarray(self.deblurrer.deblur(image, sample.step, flat=self.flat(sample, sample.step, image.shape)),
                          dtype=np.float32)
         return to_uint8(out)
 
-    def flat(self, sample, step: int):
+    def flat(self, sample, step: int, shape=None):
         """The blurred camera's illumination for `sample` at `step`, as `python -m deblur` measures it
         (the text images of the step in the sample's folder)."""
         if not hasattr(self, "_flats"):
             from pipelines.preprocessing.flatfield import FlatFields
             self._flats = FlatFields()
-        return self._flats(sample.blurred, step, self.deblurrer.preprocess.factor)
+        return self._flats(sample.blurred, step, self.deblurrer.preprocess.factor, shape)
 
 
 class AutoModelMethod(ModelMethod):
@@ -170,7 +170,7 @@ class AutoModelMethod(ModelMethod):
         step = estimate(image, radii=folder_radii(str(Path(sample.blurred).parent.resolve()))).step
         self.estimated[str(sample.blurred)] = step
         step = min(step, self.max_step)
-        return to_uint8(np.asarray(self.deblurrer.deblur(image, step, flat=self.flat(sample, step)), dtype=np.float32))
+        return to_uint8(np.asarray(self.deblurrer.deblur(image, step, flat=self.flat(sample, step, image.shape)), dtype=np.float32))
 
 
 def make_method(name: str, data_root=None, model=None, params: dict | None = None):

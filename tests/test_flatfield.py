@@ -77,3 +77,19 @@ def test_the_stream_gives_photos_the_flat_field_and_text_its_own_fit(monkeypatch
     # corners than at the bottom centre
     f = flat_small(10, np.random.default_rng(0))
     assert f.shape == (1460 // 7, 2360 // 7) and f[0, -1] < f[-1, f.shape[1] // 2]
+
+
+def test_an_image_of_another_size_gets_no_flat_field_and_a_corrupt_text_image_is_skipped(sim_eval, tmp_path):
+    import shutil
+
+    src = sim_eval / "steps_5_to_9" / "CAM02_blurred"
+    folder = tmp_path / "CAM02_blurred"
+    folder.mkdir()
+    for p in src.glob("focusStep_5_*.tif"):
+        shutil.copy(p, folder / p.name)
+    (folder / "focusStep_5_timesR_size_30_sample_0099.tif").write_bytes(b"not a TIFF")
+    flats = FlatFields()
+    photo = folder / "focusStep_5_Image_camera.tif"
+    flat = flats(photo, 5, 7, (1460, 2360))
+    assert flat is not None and flat.shape == (208, 337)  # the corrupt text image left out
+    assert flats(photo, 5, 7, (1000, 1500)) is None

@@ -39,6 +39,7 @@ class _StandIn:
     """A stand-in deblur.infer.Deblurrer trained on steps 0-1 that returns its input."""
     max_step = 19
     trained_steps = [0, 1]
+    preprocess = types.SimpleNamespace(factor=7)
 
     @classmethod
     def from_file(cls, path):
@@ -47,7 +48,7 @@ class _StandIn:
     def outside_training(self, step):
         return step not in self.trained_steps
 
-    def deblur(self, image, step):
+    def deblur(self, image, step, flat=None):
         return image
 
 

@@ -46,15 +46,21 @@ def test_the_multi_config_records_its_balances_and_old_records_stay_as_they_were
 
 
 def test_the_shipped_card_still_gives_the_one_wiener_channel():
-    """Existing models (physics "wiener", balance 0.003, no physics_balances in their card) load and
-    get exactly the input they were trained with."""
+    """Models with one Wiener channel (physics "wiener", balance 0.003, no physics_balances in their
+    card: the default) load and get exactly the input they were trained with; a wiener-multi card
+    gives the three balances."""
     import json
     from pathlib import Path
 
     for card in sorted((Path(__file__).resolve().parents[1] / "deblur" / "models").glob("*.json")):
-        pre = PreprocessConfig.from_dict(json.loads(card.read_text())["preprocess"])
-        if pre.physics != "none":
+        raw = json.loads(card.read_text())["preprocess"]
+        pre = PreprocessConfig.from_dict(raw)
+        if pre.physics == "wiener":
             assert pre == WIENER, card
+        elif pre.physics == "wiener-multi":
+            assert pre.balances == (0.003, 0.1, 3.0) and pre.channels == 8, card
+    assert PreprocessConfig.from_dict(json.loads(
+        (Path(__file__).resolve().parents[1] / "deblur" / "models" / "default.json").read_text())["preprocess"]) == WIENER
     small = synth_pair(3, 0, step=16).blurred
     x = preprocess_small(small, WIENER, step=16)
     from pipelines.preprocessing.preprocess import remove_vignetting

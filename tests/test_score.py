@@ -188,14 +188,16 @@ def test_scoring_does_not_import_tensorflow(sim_eval, tmp_path):
 
 def _stand_in_model(monkeypatch, tmp_path, max_step, deblur):
     """A model file and a stand-in `deblur.infer.Deblurrer` built for steps 0-max_step whose
-    deblur(image, step) is `deblur`."""
+    deblur(image, step) is `deblur` (the flat field it is handed is ignored)."""
     class FakeDeblurrer:
+        preprocess = types.SimpleNamespace(factor=7)
+
         @classmethod
         def from_file(cls, path):
             return cls()
 
     FakeDeblurrer.max_step = max_step
-    FakeDeblurrer.deblur = staticmethod(deblur)
+    FakeDeblurrer.deblur = staticmethod(lambda image, step, flat=None: deblur(image, step))
     monkeypatch.setitem(sys.modules, "deblur.infer", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
     model = tmp_path / "m.keras"
     model.write_bytes(b"stand-in")

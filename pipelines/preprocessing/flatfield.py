@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.errors import DataError
 from ..reading.hdc import is_text_image, step_of
 from ..reading.images import image_files, load_image
-from .preprocess import downscale, estimate_background
+from .preprocess import downscale, downscaled_shape, estimate_background
 
 
 def flat_field(folder, step: int, factor, count: int = 4, any_step: bool = True):
@@ -29,8 +30,19 @@ def flat_field(folder, step: int, factor, count: int = 4, any_step: bool = True)
     texts = (same or texts) if any_step else same
     if not texts:
         return None
-    fits = [estimate_background(downscale(load_image(p, expect_shape=None), factor)) for p in texts[:count]]
-    return np.mean(fits, axis=0).astype(np.float32)
+    fits = []
+    for p in texts:
+        if len(fits) == count:
+            break
+        try:
+            image = load_image(p, expect_shape=None)
+        except DataError:  # a corrupt text image is that image's failure, not its neighbours'
+            continue
+        small = downscale(image, factor)
+        if fits and small.shape != fits[0].shape:  # an odd-sized image measures another frame
+            continue
+        fits.append(estimate_background(small))
+    return np.mean(fits, axis=0).astype(np.float32) if fits else None
 
 
 class FlatFields:
@@ -41,8 +53,13 @@ class FlatFields:
         self.count = count
         self._cache: dict = {}
 
-    def __call__(self, path, step: int, factor):
+    def __call__(self, path, step: int, factor, shape=None):
+        """The flat field for the image at `path`; None where there is none, or where `shape` (the
+        image's full-size shape) gives another down-scaled size than the folder's text images."""
         key = (str(Path(path).resolve().parent), int(step), factor)
         if key not in self._cache:
             self._cache[key] = flat_field(Path(path).parent, step, factor, self.count, any_step=False)
-        return self._cache[key]
+        flat = self._cache[key]
+        if flat is not None and shape is not None and flat.shape != downscaled_shape(shape, factor):
+            return None
+        return flat
