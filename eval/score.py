@@ -16,6 +16,9 @@ white):
             reference deconvolution: it passes it, the OCR-tuned wiener does not)
   model     the deblurring network, deblur.infer.Deblurrer (--model PATH, default: the shipped one)
   model-auto  the same network at the step deblur.estimate finds in each image (not the true step)
+  target    the training target (the sharp image at the model's scale, 1:7, binarised as for training;
+            a photo: its grey image at that scale) upscaled as the model's output is: what a perfect
+            network at that scale would read, the ceiling of the output's resolution (--model's card)
 
 Works on both HDC layouts (training and evaluation), with TIFF, PNG or JPEG images
 (`pipelines.reading.images.load_image`). `--samples N` takes the first N samples per font
@@ -65,7 +68,7 @@ from .sanity import (FLOOR, MEDIAN_MIN, SANITY_FIELDS, SanityScorer, aggregate_s
                      highest_sanity_step, highest_step_passed_with_sanity, sanity_records, select_sanity)
 
 PASS = 70
-METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto", "wiener-reg")
+METHODS = ("sharp", "identity", "wiener", "rl", "model", "model-auto", "wiener-reg", "target")
 DEFAULT_METHODS = ("sharp", "identity", "wiener", "rl")  # + model when its file exists
 NOT_SCORED = "n/a (step 0 not scored)"
 UNTRAINED = "*"  # marks a step outside the steps the model was trained on
@@ -173,6 +176,29 @@ class AutoModelMethod(ModelMethod):
         return to_uint8(np.asarray(self.deblurrer.deblur(image, step, flat=self.flat(sample, step, image.shape)), dtype=np.float32))
 
 
+class TargetMethod:
+    """The training target at the model's scale, upscaled to full size as the model's output is
+    (`preprocess_sharp` / `upscale`, the card's PreprocessConfig): the best a network whose output
+    is at that scale can be read. A sanity photo gets its grey image at that scale (its training
+    target is not binarised)."""
+
+    def __init__(self, model=None):
+        from deblur.infer import read_card, run_preprocess
+        from pipelines.preprocessing.preprocess import PreprocessConfig
+
+        path = check_model(model)
+        self.config = PreprocessConfig.from_dict(read_card(path).get("preprocess") or run_preprocess(path) or {})
+
+    def __call__(self, sample) -> np.ndarray:
+        from pipelines.preprocessing.preprocess import downscale, preprocess_sharp, upscale
+        from pipelines.reading.hdc import SanitySample
+
+        sharp = load_image(sample.sharp, expect_shape=None)
+        small = (downscale(sharp, self.config.factor) if isinstance(sample, SanitySample)
+                 else preprocess_sharp(sharp, self.config))
+        return to_uint8(np.clip(upscale(small, sharp.shape, factor=self.config.factor), 0.0, 1.0))
+
+
 def make_method(name: str, data_root=None, model=None, params: dict | None = None):
     """A callable sample -> full-size uint8 image for one leaderboard method."""
     if name == "sharp":
@@ -189,6 +215,8 @@ def make_method(name: str, data_root=None, model=None, params: dict | None = Non
         return ModelMethod(model)
     if name == "model-auto":
         return AutoModelMethod(model)
+    if name == "target":
+        return TargetMethod(model)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 
@@ -214,7 +242,9 @@ def produce(name: str, samples, out, data_root=None, model=None, params=None, wo
     paths = [image_path(out, name, s) for s in samples]
     bar = tqdm(total=len(samples), desc=f"deblur {name}", unit="img", disable=not progress)
     try:
-        if fn is not None or name.startswith("model") or workers <= 1 or len(samples) < 2:
+        # the model's methods (and target, which reads the model's card) run here: the workers
+        # would not know --model
+        if fn is not None or name.startswith("model") or name == "target" or workers <= 1 or len(samples) < 2:
             fn = fn or make_method(name, data_root, model, params)
             for s, p in zip(samples, paths):
                 write_png(p, fn(s))

@@ -334,3 +334,27 @@ def test_sanity_only_with_a_model_of_fewer_steps(sim_eval, tmp_path, monkeypatch
         S.evaluate(sim_eval, ["model"], [5], tmp_path / "none", workers=1, model=model, progress=False,
                    echo=lambda *a: None, sanity_only=True)
     assert not (tmp_path / "none").exists()
+
+
+def test_target_is_the_training_target_upscaled_and_reads(sim_eval, tmp_path, capsys):
+    from deblur.infer import DEFAULT_MODEL, read_card
+    from pipelines.preprocessing.preprocess import PreprocessConfig, preprocess_sharp, upscale
+    from pipelines.reading.images import load_image
+
+    out = tmp_path / "out"
+    rc = S.main(["--data", str(sim_eval), "--methods", "sharp,target", "--steps", "5", "--out", str(out),
+                 "--workers", "2", "--quiet"])
+    assert rc == 0
+    with open(out / "leaderboard.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["target"]["score"]) >= 70  # a perfect 1:7 network reads step 5
+    assert rows["target"]["sanity_passed"] == "True"  # photos: their grey image at 1:7
+    [text] = [p for p in (out / "images" / "target" / "step5").glob("*timesR*.png")]
+    [sample] = [s for s in S.select_samples(sim_eval, [5], None) if s.blurred.stem == text.stem]
+    sharp = load_image(sample.sharp, expect_shape=None)
+    pre = PreprocessConfig.from_dict(read_card(DEFAULT_MODEL)["preprocess"])
+    want = S.to_uint8(np.clip(upscale(preprocess_sharp(sharp, pre), sharp.shape, factor=pre.factor), 0, 1))
+    got = np.asarray(S.load_image(text, expect_shape=None) * 255, dtype=np.float32)
+    assert got.shape == sharp.shape
+    np.testing.assert_allclose(got, want, atol=1)
+    assert (want < 128).mean() > 0.01  # there is ink in it
