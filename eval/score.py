@@ -180,7 +180,7 @@ class TargetMethod:
     """The training target at the model's scale, upscaled to full size as the model's output is
     (`preprocess_sharp` / `upscale`, the card's PreprocessConfig): the best a network whose output
     is at that scale can be read. A sanity photo gets its grey image at that scale (its training
-    target is not binarised)."""
+    target is not binarised), in the blurred image's frame as the `sharp` method gives it."""
 
     def __init__(self, model=None):
         from deblur.infer import read_card, run_preprocess
@@ -193,9 +193,14 @@ class TargetMethod:
         from pipelines.preprocessing.preprocess import downscale, preprocess_sharp, upscale
         from pipelines.reading.hdc import SanitySample
 
-        sharp = load_image(sample.sharp, expect_shape=None)
-        small = (downscale(sharp, self.config.factor) if isinstance(sample, SanitySample)
-                 else preprocess_sharp(sharp, self.config))
+        if isinstance(sample, SanitySample):  # the sharp method's photo: in the blurred frame
+            if not hasattr(self, "_sanity"):
+                self._sanity = SanityScorer()
+            sharp = self._sanity.sharp_output(sample).astype(np.float32) / np.float32(255)
+            small = downscale(sharp, self.config.factor)
+        else:
+            sharp = load_image(sample.sharp, expect_shape=None)
+            small = preprocess_sharp(sharp, self.config)
         return to_uint8(np.clip(upscale(small, sharp.shape, factor=self.config.factor), 0.0, 1.0))
 
 

@@ -348,7 +348,7 @@ def test_target_is_the_training_target_upscaled_and_reads(sim_eval, tmp_path, ca
     with open(out / "leaderboard.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert float(rows["target"]["score"]) >= 70  # a perfect 1:7 network reads step 5
-    assert rows["target"]["sanity_passed"] == "True"  # photos: their grey image at 1:7
+    assert float(rows["target"]["sanity_median"]) > 0.97  # photos: their grey image at 1:7, same frame
     [text] = [p for p in (out / "images" / "target" / "step5").glob("*timesR*.png")]
     [sample] = [s for s in S.select_samples(sim_eval, [5], None) if s.blurred.stem == text.stem]
     sharp = load_image(sample.sharp, expect_shape=None)
