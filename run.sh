@@ -3,7 +3,7 @@
 #   bash run.sh demo   # simulate a small evaluation set, run the leaderboard, write the table and plots
 #   bash run.sh test   # run the test suite
 #   bash run.sh train-default  # reproduce the shipped model deblur/models/default.keras (hours on 2 cores)
-#   bash run.sh train-nontext  # the non-text fine-tune deblur/models/nontext-wip.keras (work in progress)
+#   bash run.sh train-text     # only its text-only first half, deblur/models/text-only.keras
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -33,35 +33,33 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 case "${1:-demo}" in
     demo) shift || true; exec .venv/bin/python -m eval.demo "$@" ;;
     test) shift || true; exec .venv/bin/python -m pytest "$@" ;;
-    train-default)
-        # The shipped model deblur/models/default.keras: deblur.train's defaults are its recipe (the
-        # pyramid on the synthetic stream, steps 0-19, batch 4, 50 batches per epoch, step weighting,
-        # patience 30), trained in four phases, each from the best weights of the one before:
-        # 1) lr 10^-2.5, stream seed 1, no physics channel; 2) lr 10^-3, seed 2 (new scenes);
-        # 3) + the physics (Wiener) input channel (--init extends the input), lr 10^-3, seed 2;
-        # 4) lr 3*10^-4, seed 3 (new scenes); text only. --init takes each phase's architecture from
-        # the one before. Re-running resumes; EPOCHS1/2/3/4 bound the phases.
-        T=".venv/bin/python -m deblur.train --steps 0-19 --nontext-fraction 0"
+    train-text|train-default)
+        # deblur/models/text-only.keras, the text-only first half of the recipe: the pyramid on the
+        # synthetic stream (steps 0-19, batch 4, 50 batches per epoch, step weighting, patience 30),
+        # four phases, each from the best weights of the one before: 1) lr 10^-2.5, stream seed 1, no
+        # physics channel; 2) lr 10^-3, seed 2 (new scenes); 3) + the physics (Wiener) input channel
+        # (--init extends the input), lr 10^-3, seed 2; 4) lr 3*10^-4, seed 3 (new scenes).
+        # Re-running resumes; EPOCHS1/2/3/4 bound the phases.
+        T=".venv/bin/python -m deblur.train --steps 0-19 --nontext-fraction 0 --physics wiener"
         $T --run-dir runs/pyr --epochs "${EPOCHS1:-34}" --seed 1 --physics none
-        $T --run-dir runs/pyr2 --epochs "${EPOCHS2:-10}" --seed 2 --init runs/pyr/best.keras --lr 0.001
-        $T --run-dir runs/abl-phys --epochs "${EPOCHS3:-40}" --seed 2 --init runs/pyr2/best.keras --lr 0.001 --physics wiener
+        $T --run-dir runs/pyr2 --epochs "${EPOCHS2:-10}" --seed 2 --init runs/pyr/best.keras --lr 0.001 --physics none
+        $T --run-dir runs/abl-phys --epochs "${EPOCHS3:-40}" --seed 2 --init runs/pyr2/best.keras --lr 0.001
         $T --run-dir runs/phys4 --epochs "${EPOCHS4:-24}" --seed 3 --init runs/abl-phys/best.keras --lr 0.0003
-        exec .venv/bin/python -m deblur.ship --run-dir runs/phys4 --replace-default --command "bash run.sh train-default (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)" ;;
-    train-nontext)
-        # Work in progress (the HDC2021 sanity check), deblur/models/nontext-wip.keras: the shipped
-        # model fine-tuned with a quarter of procedural non-text scenes
-        # (pipelines.simulation.nontext), BatchNorm statistics kept (--freeze-batchnorm): lr 3*10^-4
-        # seeds 5 and 6, then 10^-4 seed 7; then with the photos' flat field (the stream's default
-        # since) and Wiener channels at three balances (--physics wiener-multi), lr 10^-4 seed 10,
-        # best.keras chosen by the hardest steps' excess loss, OCR validation every 10 epochs.
-        # Re-running resumes; EPOCHS5/6/7/8 bound the phases.
+        .venv/bin/python -m deblur.ship --run-dir runs/phys4 --out deblur/models/text-only.keras --command "bash run.sh train-text (phases of 34, 10, 40 and 24 epochs; 2-core CPU, no GPU)"
+        [ "$1" = train-text ] && exit 0
+        # The shipped model deblur/models/default.keras (passes the HDC2021 sanity check): text-only
+        # fine-tuned with a quarter of procedural non-text scenes (pipelines.simulation.nontext),
+        # BatchNorm statistics kept (--freeze-batchnorm): lr 3*10^-4 seeds 5 and 6, then 10^-4 seed 7;
+        # then with the photos' flat field and Wiener channels at three balances (--physics
+        # wiener-multi), lr 10^-4 seed 10, best.keras chosen by the hardest steps' excess loss, OCR
+        # validation every 10 epochs. Re-running resumes; EPOCHS5/6/7/8 bound the phases.
         T=".venv/bin/python -m deblur.train --steps 0-19 --nontext-fraction 0.25 --freeze-batchnorm --synth-val-nontext 1"
-        $T --run-dir runs/sanity2 --epochs "${EPOCHS5:-19}" --seed 5 --init deblur/models/default.keras --lr 0.0003
+        $T --run-dir runs/sanity2 --epochs "${EPOCHS5:-19}" --seed 5 --init deblur/models/text-only.keras --lr 0.0003
         $T --run-dir runs/sanity3 --epochs "${EPOCHS6:-19}" --seed 6 --init runs/sanity2/last.keras --lr 0.0003
         $T --run-dir runs/sanity4 --epochs "${EPOCHS7:-9}" --seed 7 --init runs/sanity3/best.keras --lr 0.0001
         .venv/bin/python -m eval.train --steps 0-19 --nontext-fraction 0.25 --freeze-batchnorm --synth-val-nontext 1 \
             --run-dir runs/flat1 --epochs "${EPOCHS8:-61}" --seed 10 --init runs/sanity4/best.keras --lr 0.0001 \
             --physics wiener-multi --monitor val_excess_hard --ocr-val-every 10
-        exec .venv/bin/python -m deblur.ship --run-dir runs/flat1 --which best --out deblur/models/nontext-wip.keras --command "bash run.sh train-nontext (phases of 19, 19, 9 and 61 epochs from default.keras; 2-core CPU, no GPU)" ;;
-    *) echo "usage: bash run.sh [demo|test|train-default|train-nontext] [args...]" >&2; exit 2 ;;
+        exec .venv/bin/python -m deblur.ship --run-dir runs/flat1 --which best --replace-default --command "bash run.sh train-default (text-only.keras: phases of 34, 10, 40 and 24 epochs; then 19, 19, 9 and 61 epochs with non-text scenes; 2-core CPU, no GPU)" ;;
+    *) echo "usage: bash run.sh [demo|test|train-default|train-text] [args...]" >&2; exit 2 ;;
 esac

@@ -23,10 +23,10 @@ def test_no_flags_give_the_shipped_architecture_preprocessing_and_training_setti
     c = _config("--steps", "0-19")
     assert c.synthetic and c.data is None
     assert (c.model_arch, c.model_pyramid_dims, c.model_pyramid_refinements) == ("pyramid", (16, 24, 32, 48), (1, 2, 3, 4))
-    assert (c.model_dim, c.model_subdim, c.physics) == (16, 16, "wiener")
+    assert (c.model_dim, c.model_subdim, c.physics, c.physics_balances) == (16, 16, "wiener-multi", (0.003, 0.1, 3.0))
     training = CARD["training"]
-    assert (c.batch_size, c.steps_per_epoch, c.step_weighting, c.patience) == (
-        training["batch_size"], training["steps_per_epoch"], training["step_weighting"], training["patience"])
+    assert (c.batch_size, c.steps_per_epoch, c.step_weighting, c.patience, c.nontext_fraction) == (
+        training["batch_size"], training["steps_per_epoch"], training["step_weighting"], training["patience"], 0.25)
     assert _config().steps == list(range(20))
 
 
@@ -57,14 +57,15 @@ def test_init_takes_the_card_and_flags_override_or_are_named(capsys):
     assert c.lr == pytest.approx(3e-4)
     assert _config("--init", DEFAULT, "--batch-size", "8").batch_size == 8   # not architecture: overrides
     for flag, value, recorded in (("--model-pyramid-dims", "8,16,24,32", "16,24,32,48"),
-                                  ("--physics", "none", "wiener"), ("--model-arch", "highway", "pyramid")):
+                                  ("--physics", "none", "wiener-multi"), ("--model-arch", "highway", "pyramid")):
         with pytest.raises(SystemExit) as e:
             main(["--run-dir", "R", "--init", DEFAULT, flag, value])
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert f"{flag} {value} contradicts --init" in err and f"records {flag} {recorded}" in err, err
     # the same values as the card's are no conflict
-    assert _config("--init", DEFAULT, "--model-pyramid-dims", "16,24,32,48", "--physics", "wiener").physics == "wiener"
+    assert _config("--init", DEFAULT, "--model-pyramid-dims", "16,24,32,48",
+                   "--physics", "wiener-multi").physics == "wiener-multi"
 
 
 def test_init_from_a_checkpoint_reads_its_run_config(tmp_path):
@@ -96,19 +97,19 @@ def test_a_set_without_the_physics_channel_cannot_continue_a_physics_model(sim_t
                         "--steps", "5", "--epochs", "1", "--init", DEFAULT],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "input channels: model 6, this run 5" in r.stderr, r.stderr
-    assert "pipelines.prepare --physics wiener" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "input channels: model 8, this run 5" in r.stderr, r.stderr
+    assert "pipelines.prepare --physics wiener-multi" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_the_defaults_follow_the_shipped_card_including_its_non_text_fraction(tmp_path, monkeypatch):
     """A new shipped model's card (ship records its training settings) changes the defaults."""
     from deblur import infer
 
-    card = {**CARD, "training": {**CARD["training"], "nontext_fraction": 0.25, "batch_size": 6}}
+    card = {**CARD, "training": {**CARD["training"], "nontext_fraction": 0.3, "batch_size": 6}}
     (tmp_path / "default.json").write_text(json.dumps(card))
     monkeypatch.setattr(infer, "DEFAULT_MODEL", tmp_path / "default.keras")
     c = _config()
-    assert (c.nontext_fraction, c.batch_size, c.model_arch) == (0.25, 6, "pyramid")
+    assert (c.nontext_fraction, c.batch_size, c.model_arch) == (0.3, 6, "pyramid")
     assert _config("--data", "D").nontext_fraction == 0.0  # a prepared set has no procedural scenes
     assert _config("--nontext-fraction", "0.1").nontext_fraction == 0.1
-    assert "recipe 0.25" in " ".join(build_parser().format_help().split())
+    assert "recipe 0.3" in " ".join(build_parser().format_help().split())
