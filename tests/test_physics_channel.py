@@ -45,10 +45,10 @@ def test_the_multi_config_records_its_balances_and_old_records_stay_as_they_were
             PreprocessConfig(**bad)
 
 
-def test_the_shipped_card_still_gives_the_one_wiener_channel():
+def test_one_wiener_channel_cards_still_get_their_input_and_the_shipped_card_three():
     """Models with one Wiener channel (physics "wiener", balance 0.003, no physics_balances in their
-    card: the default) load and get exactly the input they were trained with; a wiener-multi card
-    gives the three balances."""
+    card: text-only.keras) load and get exactly the input they were trained with; a wiener-multi card
+    (the shipped default) gives the three balances."""
     import json
     from pathlib import Path
 
@@ -59,8 +59,10 @@ def test_the_shipped_card_still_gives_the_one_wiener_channel():
             assert pre == WIENER, card
         elif pre.physics == "wiener-multi":
             assert pre.balances == (0.003, 0.1, 3.0) and pre.channels == 8, card
-    assert PreprocessConfig.from_dict(json.loads(
-        (Path(__file__).resolve().parents[1] / "deblur" / "models" / "default.json").read_text())["preprocess"]) == WIENER
+    models = Path(__file__).resolve().parents[1] / "deblur" / "models"
+    assert PreprocessConfig.from_dict(json.loads((models / "text-only.json").read_text())["preprocess"]) == WIENER
+    shipped = PreprocessConfig.from_dict(json.loads((models / "default.json").read_text())["preprocess"])
+    assert shipped.physics == "wiener-multi" and shipped.balances == (0.003, 0.1, 3.0)
     small = synth_pair(3, 0, step=16).blurred
     x = preprocess_small(small, WIENER, step=16)
     from pipelines.preprocessing.preprocess import remove_vignetting
@@ -265,8 +267,8 @@ def test_train_flags_for_several_balances(tmp_path, capsys):
     def config(*argv):
         return resolve(build_parser().parse_args(["--run-dir", "R", *argv]))
 
-    c = config("--physics", "wiener-multi")
-    assert c.physics == "wiener-multi" and c.physics_balances is None
+    c = config("--physics", "wiener-multi")  # the shipped card's balances are the recipe's
+    assert c.physics == "wiener-multi" and c.physics_balances == (0.003, 0.1, 3.0)
     assert config("--physics", "wiener").physics_balances is None
     assert config("--physics", "wiener-multi", "--physics-balances", "0.003,3").physics_balances == (0.003, 3.0)
     for argv, message in ((["--physics", "wiener", "--physics-balances", "0.1,3"], "is for --physics wiener-multi"),

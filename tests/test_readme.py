@@ -253,9 +253,10 @@ def test_fine_tune_on_real_pairs(workspace):
         _run(argv, workspace)
     config = json.loads((workspace / "runs/real/config.json").read_text())
     assert config["args"]["init"] == "deblur/models/default.keras"
-    assert config["model"]["arch"] == "pyramid" and config["model"]["channels"] == 6
+    assert config["model"]["arch"] == "pyramid" and config["model"]["channels"] == 8
     card = json.loads((workspace / "models/real.json").read_text())
-    assert card["preprocess"]["physics"] == "wiener" and card["steps"] == [5]
+    assert card["preprocess"]["physics"] == "wiener-multi" and card["steps"] == [5]
+    assert card["preprocess"]["physics_balances"] == [0.003, 0.1, 3.0]
 
 
 def test_python_api(workspace):
