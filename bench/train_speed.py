@@ -48,16 +48,6 @@ SETTINGS = {
 }
 
 
-def _timed(fn, seconds, warmup=3, min_reps=3):
-    for _ in range(warmup):
-        fn()
-    reps, t0 = 0, time.perf_counter()
-    while reps < min_reps or time.perf_counter() - t0 < seconds:
-        fn()
-        reps += 1
-    return (time.perf_counter() - t0) / reps
-
-
 def run_setting(model_path: str, name: str, seconds: float) -> dict:
     """One setting, in this process: train_on_batch frames/s, GFLOP/s and the matmul peak."""
     s = SETTINGS[name]
@@ -70,9 +60,9 @@ def run_setting(model_path: str, name: str, seconds: float) -> dict:
 
     from deblur.model import build_from_spec, describe, load_model, spec_of
 
-    a = tf.random.normal((4096, 4096))
-    mm = tf.function(lambda: tf.matmul(a, a))
-    peak = 2 * 4096 ** 3 / _timed(lambda: mm().numpy(), 2.0, warmup=1) / 1e9
+    from bench.train_bench import _timed, matmul_peak
+
+    peak = matmul_peak(tf, tf.float32)
 
     spec = spec_of(load_model(model_path))
     keras.utils.set_random_seed(0)
@@ -87,7 +77,8 @@ def run_setting(model_path: str, name: str, seconds: float) -> dict:
     t0 = time.perf_counter()
     model.train_on_batch(x, y)
     first = time.perf_counter() - t0
-    t = _timed(lambda: model.train_on_batch(x, y), seconds, warmup=2)
+    model.train_on_batch(x, y)  # a second warm batch; _timed makes the third
+    t = _timed(lambda: model.train_on_batch(x, y), seconds, min_reps=3)
     flops = describe(spec, input_size=1)["forward_flops_per_output_px"] * h * w
     return {"setting": name, **s, "first_batch_s": first, "frames_s": b / t,
             "train_gflops": b * 3 * flops / t / 1e9, "peak_gflops": peak,
@@ -96,11 +87,10 @@ def run_setting(model_path: str, name: str, seconds: float) -> dict:
 
 def stream_rate(model_path: str, pairs: int) -> float:
     """Synthetic pairs/s made in this process (one core), with the model's preprocessing."""
-    from deblur.infer import read_card, run_preprocess
-    from pipelines.preprocessing.preprocess import PreprocessConfig
+    from deblur.infer import model_preprocess
     from pipelines.simulation.synth import synth_pair
 
-    pre = PreprocessConfig.from_dict(read_card(model_path).get("preprocess") or run_preprocess(model_path) or {})
+    pre = model_preprocess(model_path)
     synth_pair(0, 0, config=pre, nontext=0.25)
     t0 = time.perf_counter()
     for i in range(1, pairs + 1):

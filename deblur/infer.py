@@ -61,6 +61,22 @@ def run_preprocess(model_path) -> dict | None:
     return data.get("preprocess") or (data.get("manifest_config") or {}).get("preprocess")
 
 
+def model_preprocess(model_path, card: dict | None = None) -> PreprocessConfig:
+    """The PreprocessConfig a model was trained with: its card's
+    "preprocess" (`card`, else read from beside the model), else, for a checkpoint inside its run
+    directory, the run's config.json; defaults if neither. A bad record raises TypeError or
+    ValueError with `.source` set to the file."""
+    card = read_card(model_path) if card is None else card
+    pre_dict, source = card.get("preprocess"), card_path(model_path)
+    if not pre_dict:  # a checkpoint inside its run directory: the run's own preprocessing
+        pre_dict, source = run_preprocess(model_path), Path(model_path).parent / "config.json"
+    try:
+        return PreprocessConfig.from_dict(pre_dict or {})
+    except (TypeError, ValueError) as e:
+        e.source = source
+        raise
+
+
 def trained_steps(card: dict, model_path=None) -> list[int] | None:
     """The blur steps a model was trained on: its card's "steps" (or, for older cards, the steps of
     its training tiles), else its run directory's config.json; None if nothing says."""
@@ -216,13 +232,10 @@ class Deblurrer:
         path = Path(path)
         model = load_model(path)
         card = read_card(path)
-        pre_dict, source = card.get("preprocess"), card_path(path)
-        if not pre_dict:  # a checkpoint inside its run directory: the run's own preprocessing
-            pre_dict, source = run_preprocess(path), path.parent / "config.json"
         try:
-            pre = PreprocessConfig.from_dict(pre_dict or {})
+            pre = model_preprocess(path, card)
         except (TypeError, ValueError) as e:
-            raise ModelLoadError(source, f"bad \"preprocess\" settings: {e}") from None
+            raise ModelLoadError(e.source, f"bad \"preprocess\" settings: {e}") from None
         try:
             d = cls(model, pre, batch_size=batch_size, method=method)
         except ValueError as e:

@@ -183,19 +183,16 @@ class TargetMethod:
     target is not binarised), in the blurred image's frame as the `sharp` method gives it."""
 
     def __init__(self, model=None):
-        from deblur.infer import read_card, run_preprocess
-        from pipelines.preprocessing.preprocess import PreprocessConfig
+        from deblur.infer import model_preprocess
 
-        path = check_model(model)
-        self.config = PreprocessConfig.from_dict(read_card(path).get("preprocess") or run_preprocess(path) or {})
+        self.config = model_preprocess(check_model(model))
+        self._sanity = SanityScorer()  # gives the sharp photo in the blurred frame
 
     def __call__(self, sample) -> np.ndarray:
         from pipelines.preprocessing.preprocess import downscale, preprocess_sharp, upscale
         from pipelines.reading.hdc import SanitySample
 
         if isinstance(sample, SanitySample):  # the sharp method's photo: in the blurred frame
-            if not hasattr(self, "_sanity"):
-                self._sanity = SanityScorer()
             sharp = self._sanity.sharp_output(sample).astype(np.float32) / np.float32(255)
             small = downscale(sharp, self.config.factor)
         else:
