@@ -23,7 +23,9 @@ The first batches (tracing, XLA compilation) are excluded.
 `--end-to-end` times the real trainer instead: `deblur.train` from the model (`--init`), synthetic
 stream with its 1 worker process, 20 batches of 4 per epoch, one validation frame per step; the
 epochs after the first (tracing) give frames/s, validation included. Rows: float32 and
-`--mixed-precision`.
+`--mixed-precision`, each also with data echoing (`--synth-echo 2`: every scene trained on twice,
+so the stream's worker, which shares the 2 cores, makes half as many; "fresh scenes/s" is
+frames/s over the echo).
 """
 from __future__ import annotations
 
@@ -98,7 +100,13 @@ def stream_rate(model_path: str, pairs: int) -> float:
     return pairs / (time.perf_counter() - t0)
 
 
-E2E = {"base": [], "bf16": ["--mixed-precision"]}
+E2E = {"base": [], "bf16": ["--mixed-precision"], "echo2": ["--synth-echo", "2"],
+       "bf16-echo2": ["--mixed-precision", "--synth-echo", "2"]}
+
+
+def _echo(name: str) -> int:
+    args = E2E[name]
+    return int(args[args.index("--synth-echo") + 1]) if "--synth-echo" in args else 1
 
 
 def end_to_end(model_path: str, name: str, epochs: int = 4, batches: int = 20) -> dict:
@@ -115,7 +123,8 @@ def end_to_end(model_path: str, name: str, epochs: int = 4, batches: int = 20) -
     times = [float(t) for t in re.findall(r"^epoch \d+/\d+ ([\d.]+)s", out.stdout, re.M)]
     if out.returncode or len(times) < 2:
         raise RuntimeError(f"deblur.train failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
-    return {"setting": f"e2e-{name}", "epoch_s": times, "frames_s": 4 * batches / (sum(times[1:]) / len(times[1:]))}
+    frames_s = 4 * batches / (sum(times[1:]) / len(times[1:]))
+    return {"setting": f"e2e-{name}", "epoch_s": times, "frames_s": frames_s, "fresh_frames_s": frames_s / _echo(name)}
 
 
 def main(argv=None):
@@ -128,7 +137,9 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=20.0, help="timing per setting after warm-up")
     p.add_argument("--stream", action="store_true", help="also time the synthetic stream (pairs/s, 1 process)")
     p.add_argument("--end-to-end", action="store_true",
-                   help="instead: frames/s of the real trainer (deblur.train), float32 and mixed bfloat16")
+                   help="instead: frames/s of the real trainer (deblur.train), float32 and mixed bfloat16, "
+                        "each without and with data echoing (--synth-echo 2)")
+    p.add_argument("--e2e-settings", default=",".join(E2E), help=f"--end-to-end rows, from {', '.join(E2E)}")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process's setting
     args = p.parse_args(argv)
@@ -139,11 +150,16 @@ def main(argv=None):
         rows = []
         print(f"deblur.train from {args.model}: synthetic stream (1 worker), batch 4, 20 batches an epoch, "
               f"validation included; {os.cpu_count()} CPUs")
-        for name in E2E:
+        names = [n.strip() for n in args.e2e_settings.split(",") if n.strip()]
+        bad = [n for n in names if n not in E2E]
+        if bad:
+            p.error(f"--e2e-settings: unknown {', '.join(bad)} (choose from {', '.join(E2E)})")
+        for name in names:
             r = end_to_end(args.model, name)
             rows.append(r)
-            print(f"{r['setting']:9} {r['frames_s']:6.2f} frames/s  x{r['frames_s'] / rows[0]['frames_s']:.2f}  "
-                  f"(epochs {', '.join(f'{t:.1f}' for t in r['epoch_s'])} s)", flush=True)
+            print(f"{r['setting']:14} {r['frames_s']:6.2f} frames/s  x{r['frames_s'] / rows[0]['frames_s']:.2f}  "
+                  f"fresh scenes {r['fresh_frames_s']:5.2f}/s  (epochs {', '.join(f'{t:.1f}' for t in r['epoch_s'])} s)",
+                  flush=True)
         _write_json(args.json, rows)
         return
     names = [n.strip() for n in args.settings.split(",") if n.strip()]

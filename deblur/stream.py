@@ -9,7 +9,8 @@ no tf.data).
 
 Batch b of epoch e holds the samples (e * batches_per_epoch + b) * batch_size + [0, batch_size):
 every epoch sees new scenes, a resumed run (`epoch` set from the backup) continues the stream
-where it stopped, and the validation scenes come from another stream of the same seed
+where it stopped (with data echoing, `echo_sample`, each scene is trained on several times), and
+the validation scenes come from another stream of the same seed
 (`pipelines.simulation.synth.STREAMS`), so they never appear in training. Deterministic per
 (seed, index).
 """
@@ -35,13 +36,14 @@ class ImageSource:
     """synth_pair images by index, made ahead in `workers` processes (0 = in this process)."""
 
     def __init__(self, seed: int, steps, weights=None, preprocess=None, workers: int = 1,
-                 lookahead: int = 16, stream: str = "train", nontext: float = 0.0):
+                 lookahead: int = 16, stream: str = "train", nontext: float = 0.0, cache: int = 8):
         self.seed, self.steps, self.weights, self.stream = int(seed), list(steps), weights, stream
         self.nontext = float(nontext)
         self.preprocess, self.workers, self.lookahead = preprocess, int(workers), int(lookahead)
         self._pool = None
         self._pending: dict = {}
         self._cache: OrderedDict = OrderedDict()
+        self.cache_size = int(cache)
 
     def _job(self, index):
         w = None if self.weights is None else list(self.weights)
@@ -66,7 +68,7 @@ class ImageSource:
             for j in [j for j in self._pending if j < index]:  # a jump (resume): drop stale work
                 self._pending.pop(j)
         self._cache[index] = item
-        while len(self._cache) > 8:
+        while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return item
 
@@ -107,6 +109,26 @@ def make_sample(source: ImageSource, sample: int, geometry: dict):
     return tx, ty, step
 
 
+ECHO_WINDOW_BATCHES = 2  # fresh batches whose scenes are echoed together (bounds the image cache)
+
+
+def echo_sample(sample: int, batch_size: int, echo: int, seed: int = 0) -> int:
+    """The fresh sample that trained sample `sample` repeats under data echoing (Choi et al., 2019,
+    "Faster neural network training with data echoing"): every fresh sample is trained on `echo`
+    times, so the stream's cost per trained frame falls `echo`-fold where making data shares the
+    CPU with the trainer. A window of ECHO_WINDOW_BATCHES fresh batches is trained `echo` times in
+    a row, each round a new permutation of its samples (round 0 in stream order): a scene never
+    appears twice in one batch, and its repeats fall into other batches. echo 1: the identity."""
+    if echo <= 1:
+        return int(sample)
+    window = ECHO_WINDOW_BATCHES * batch_size  # fresh samples per window
+    w, pos = divmod(int(sample), window * echo)
+    rnd, k = divmod(pos, window)
+    order = np.arange(window) if rnd == 0 else \
+        np.random.default_rng([int(seed), w, rnd, 0xEC0]).permutation(window)
+    return w * window + int(order[k])
+
+
 def stack(samples):
     """Samples (x, y, step[, nontext]) -> a batch; validation batches also carry "nontext" (0/1)
     per sample, which the validation callback takes out before calling the model."""
@@ -120,8 +142,9 @@ def stack(samples):
 
 def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int, geometry: dict,
                       preprocess=None, workers: int = 1, weights=None, initial_epoch: int = 0,
-                      nontext: float = 0.0):
-    """A keras.utils.PyDataset of synthetic batches (module docstring)."""
+                      nontext: float = 0.0, echo: int = 1):
+    """A keras.utils.PyDataset of synthetic batches (module docstring); `echo` > 1: data echoing
+    (`echo_sample`)."""
     import keras
 
     class SyntheticBatches(keras.utils.PyDataset):
@@ -129,7 +152,7 @@ def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int,
             super().__init__(workers=1, use_multiprocessing=False)
             self.source = ImageSource(seed, steps, weights, preprocess, workers,
                                       lookahead=max(4, 2 * batch_size // geometry.get("tiles_per_image", 1)),
-                                      nontext=nontext)
+                                      nontext=nontext, cache=max(8, ECHO_WINDOW_BATCHES * batch_size))
             self.epoch = int(initial_epoch)
 
         def __len__(self):
@@ -137,7 +160,8 @@ def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int,
 
         def __getitem__(self, i):
             first = (self.epoch * batches_per_epoch + int(i)) * batch_size
-            return stack([make_sample(self.source, first + k, geometry) for k in range(batch_size)])
+            return stack([make_sample(self.source, echo_sample(first + k, batch_size, echo, seed), geometry)
+                          for k in range(batch_size)])
 
         def on_epoch_end(self):
             self.epoch += 1

@@ -96,6 +96,7 @@ class TrainConfig:
     synth_workers: int = 1
     synth_val_per_step: int = 4
     synth_tiles_per_image: int = 4
+    synth_echo: int = 1
     nontext_fraction: float = 0.0
     freeze_batchnorm: bool = False
     synth_val_nontext: int = 1
@@ -219,6 +220,11 @@ def build_parser(prog: str = "python -m deblur.train") -> argparse.ArgumentParse
                    help=f"validation scenes per step (recipe {r['synth_val_per_step']})")
     p.add_argument("--synth-tiles-per-image", type=_pos_int, default=4,
                    help="random tiles cut from each synthetic scene (valid-conv models)")
+    p.add_argument("--synth-echo", type=_pos_int, default=1,
+                   help="data echoing: train on each synthetic scene this many times, in other batches "
+                        "(deblur.stream.echo_sample): the stream's CPU per trained frame falls this-fold, "
+                        "for a CPU where the stream shares the cores with the trainer; fewer fresh scenes "
+                        "per epoch (default 1: every frame fresh)")
     p.add_argument("--nontext-fraction", type=_fraction_arg, default=None,
                    help="synthetic stream: fraction of procedural non-text scenes (pipelines.simulation.nontext: dead leaves, "
                         "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
@@ -919,7 +925,8 @@ def train(config, ocr_scorer=None) -> dict:
     }
     state = _prepare_run_dir(run_dir, record, config)
     _log(config, f"model: {spec.summary()}")
-    what = (f"synthetic stream (seed {config.seed}, {config.synth_workers} worker(s))" if config.synthetic else
+    what = (f"synthetic stream (seed {config.seed}, {config.synth_workers} worker(s)"
+            + (f", each scene echoed {config.synth_echo}x" if config.synth_echo > 1 else "") + ")" if config.synthetic else
             f"{tset.count('train')} training / {tset.count('val')} val tiles")
     _log(config, f"data: {what}, steps {config.steps}; strategy {strategy_name} x{replicas}; "
                  f"dtype {policy or 'float32'}" + ("; resuming" if state["resuming"] else ""))
@@ -958,7 +965,7 @@ def train(config, ocr_scorer=None) -> dict:
         train_ds = stream = S.synthetic_dataset(
             config.seed, config.steps, config.batch_size, steps_per_epoch, geometry, pre,
             config.synth_workers, None if sampler is None else sampler.weights, _initial_epoch(run_dir),
-            nontext=config.nontext_fraction)
+            nontext=config.nontext_fraction, echo=config.synth_echo)
         val_ds = S.validation_batches(config.seed, config.steps, config.synth_val_per_step, geometry,
                                       config.val_batch_size or config.batch_size, pre,
                                       config.synth_val_nontext if config.nontext_fraction > 0 else 0)

@@ -24,6 +24,16 @@ def test_every_kind_is_a_deterministic_grey_scene(kind):
     assert not np.array_equal(a, c)
 
 
+def test_remap_reaches_low_contrast_and_keeps_the_grey_order():
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0, 1, 50, dtype=np.float32)
+    outs = [N._remap(ramp, rng) for _ in range(400)]
+    spans = np.array([o[-1] - o[0] for o in outs])
+    assert spans.min() >= N.MIN_CONTRAST - 1e-6 and spans.max() <= 1 + 1e-6
+    assert 0.25 < np.mean(spans < 0.15) < 0.6  # dim / hazy scenes are common, not rare
+    assert all(0 <= o.min() and o.max() <= 1 and np.all(np.diff(o) >= 0) for o in outs)
+
+
 def test_random_kinds_cover_all_and_unknown_kind_is_refused():
     rng = np.random.default_rng(0)
     seen = {N.nontext_scene(rng)[1] for _ in range(80)}

@@ -150,6 +150,45 @@ def test_stream_continues_after_resume_and_never_uses_validation_scenes():
         assert not any(np.array_equal(vx, t) for t in train_imgs)
 
 
+@pytest.mark.parametrize("batch,echo", [(4, 2), (2, 3), (1, 4)])
+def test_data_echoing_trains_each_fresh_sample_echo_times_in_other_batches(batch, echo):
+    from deblur.stream import ECHO_WINDOW_BATCHES, echo_sample
+
+    n = 5 * ECHO_WINDOW_BATCHES * batch * echo
+    fresh = [echo_sample(i, batch, echo, seed=3) for i in range(n)]
+    counts = np.bincount(fresh)
+    assert len(counts) == n // echo and set(counts) == {echo}  # every fresh sample, echo times
+    batches = [fresh[i:i + batch] for i in range(0, n, batch)]
+    assert all(len(set(b)) == len(b) for b in batches)  # never twice in one batch
+    assert fresh[:ECHO_WINDOW_BATCHES * batch] == list(range(ECHO_WINDOW_BATCHES * batch))
+    assert fresh != sorted(fresh)  # later rounds are shuffled
+    assert [echo_sample(i, batch, 1) for i in range(n)] == list(range(n))
+
+
+def test_echoed_stream_repeats_the_fresh_scenes():
+    from deblur.stream import synthetic_dataset
+
+    geo = {"kind": "image", "multiple": 8}
+    fresh = synthetic_dataset(5, [3, 7], batch_size=2, batches_per_epoch=2, geometry=geo, workers=0)
+    echoed = synthetic_dataset(5, [3, 7], batch_size=2, batches_per_epoch=4, geometry=geo, workers=0, echo=2)
+    a = [x for i in range(2) for x in fresh[i][0]["image"]]
+    b = [x for i in range(4) for x in echoed[i][0]["image"]]
+    for x in a:  # each of the 4 fresh scenes comes back twice, nothing else
+        assert sum(np.array_equal(x, y) for y in b) == 2
+
+
+def test_training_with_data_echoing_logs_and_records_it(tmp_path, capsys):
+    from deblur.train import main
+
+    run = tmp_path / "echo"
+    assert main(["--synthetic", "--run-dir", str(run), "--steps", "4", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--batch-size", "2", "--synth-val-per-step", "1", "--synth-workers", "0", "--synth-echo", "2",
+                 *TINY_ARGS]) == 0
+    assert "each scene echoed 2x" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["args"]["synth_echo"] == 2
+    assert np.isfinite(float(_rows(run)[0]["loss"]))
+
+
 def test_tiles_from_the_stream_for_valid_conv_models():
     from deblur.stream import ImageSource, make_sample
 

@@ -25,3 +25,12 @@ def test_an_unknown_setting_is_refused_with_the_choices(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "warp9" in err and "jit-bf16" in err
+
+
+def test_end_to_end_rows_know_their_echo_and_unknown_rows_are_refused(capsys):
+    assert train_speed._echo("base") == 1 and train_speed._echo("bf16-echo2") == 2
+    with pytest.raises(SystemExit) as e:
+        train_speed.main(["--end-to-end", "--e2e-settings", "base,turbo"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "turbo" in err and "bf16-echo2" in err
