@@ -150,11 +150,7 @@ def main(argv=None):
         rows = []
         print(f"deblur.train from {args.model}: synthetic stream (1 worker), batch 4, 20 batches an epoch, "
               f"validation included; {os.cpu_count()} CPUs")
-        names = [n.strip() for n in args.e2e_settings.split(",") if n.strip()]
-        bad = [n for n in names if n not in E2E]
-        if bad:
-            p.error(f"--e2e-settings: unknown {', '.join(bad)} (choose from {', '.join(E2E)})")
-        for name in names:
+        for name in _chosen(p, "--e2e-settings", args.e2e_settings, E2E):
             r = end_to_end(args.model, name)
             rows.append(r)
             print(f"{r['setting']:14} {r['frames_s']:6.2f} frames/s  x{r['frames_s'] / rows[0]['frames_s']:.2f}  "
@@ -162,10 +158,7 @@ def main(argv=None):
                   flush=True)
         _write_json(args.json, rows)
         return
-    names = [n.strip() for n in args.settings.split(",") if n.strip()]
-    bad = [n for n in names if n not in SETTINGS]
-    if bad:
-        p.error(f"--settings: unknown {', '.join(bad)} (choose from {', '.join(SETTINGS)})")
+    names = _chosen(p, "--settings", args.settings, SETTINGS)
     print(f"model {args.model}; whole {FRAME[0]} x {FRAME[1]} frames at 1:7; {os.cpu_count()} CPUs; "
           f"{args.seconds:.0f} s per setting", flush=True)
     head = (f"{'setting':9} {'XLA':>4} {'batch':>5} {'dtype':>14} {'threads':>7} {'frames/s':>8} "
@@ -193,6 +186,15 @@ def main(argv=None):
         print(f"synthetic stream: {rate:.2f} pairs/s in one process (the trainer's 1 worker)")
         rows.append({"setting": "stream", "pairs_s": rate})
     _write_json(args.json, rows)
+
+
+def _chosen(parser, flag: str, value: str, choices) -> list[str]:
+    """The comma-separated names of `value`; an unknown one is a usage error naming the choices."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if n not in choices]
+    if bad:
+        parser.error(f"{flag}: unknown {', '.join(bad)} (choose from {', '.join(choices)})")
+    return names
 
 
 def _write_json(path, rows):

@@ -324,6 +324,8 @@ def main(argv=None, ocr_scorer=None, prog: str = "python -m deblur.train") -> in
         parser.error("give --data DIR or --synthetic, not both (without --data the synthetic stream is used)")
     if args.data and args.nontext_fraction:
         parser.error("--nontext-fraction is for --synthetic (the procedural scenes are made on the fly)")
+    if args.data and args.synth_echo > 1:
+        parser.error("--synth-echo is for --synthetic (a prepared set is read from disk, not made)")
     if args.data and (args.physics is not None or args.physics_balances is not None):
         parser.error("--physics is for the synthetic stream; a prepared set has its channels already "
                      "(python -m pipelines.prepare --physics)")
@@ -925,9 +927,11 @@ def train(config, ocr_scorer=None) -> dict:
     }
     state = _prepare_run_dir(run_dir, record, config)
     _log(config, f"model: {spec.summary()}")
-    what = (f"synthetic stream (seed {config.seed}, {config.synth_workers} worker(s)"
-            + (f", each scene echoed {config.synth_echo}x" if config.synth_echo > 1 else "") + ")" if config.synthetic else
-            f"{tset.count('train')} training / {tset.count('val')} val tiles")
+    if config.synthetic:
+        echoed = f", each scene echoed {config.synth_echo}x" if config.synth_echo > 1 else ""
+        what = f"synthetic stream (seed {config.seed}, {config.synth_workers} worker(s){echoed})"
+    else:
+        what = f"{tset.count('train')} training / {tset.count('val')} val tiles"
     _log(config, f"data: {what}, steps {config.steps}; strategy {strategy_name} x{replicas}; "
                  f"dtype {policy or 'float32'}" + ("; resuming" if state["resuming"] else ""))
 

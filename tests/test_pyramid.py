@@ -187,6 +187,9 @@ def test_training_with_data_echoing_logs_and_records_it(tmp_path, capsys):
     assert "each scene echoed 2x" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["args"]["synth_echo"] == 2
     assert np.isfinite(float(_rows(run)[0]["loss"]))
+    with pytest.raises(SystemExit) as e:
+        main(["--data", "x", "--run-dir", str(tmp_path / "d"), "--synth-echo", "2"])
+    assert e.value.code == 2 and "--synth-echo is for --synthetic" in capsys.readouterr().err
 
 
 def test_tiles_from_the_stream_for_valid_conv_models():
