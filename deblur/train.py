@@ -1,6 +1,6 @@
 """Train the deblurring network; with no other flag, the shipped recipe: the multi-scale pyramid
 (dims 16/24/32/48, refinements 1/2/3/4) with Wiener physics input channels at three balances, on the
-synthetic stream with a quarter of procedural non-text scenes.
+synthetic stream with 40 % procedural non-text scenes.
 
     python -m deblur.train --steps 0-19 --run-dir DIR            the recipe (defaults below)
     python -m deblur.train --run-dir DIR --init MODEL.keras      continue / fine-tune MODEL: its
@@ -12,7 +12,7 @@ synthetic stream with a quarter of procedural non-text scenes.
 
 Defaults are the recipe of the shipped model: its card (deblur/models/default.json) gives the
 architecture, the preprocessing (physics channels) and the training settings it records (batch 4,
-50 batches per epoch, step weighting, patience 30, non-text fraction 0.25); steps 0-19, lr 10**-2.5, 3 validation scenes per
+50 batches per epoch, step weighting, patience 30, non-text fraction 0.4); steps 0-19, lr 10**-2.5, 3 validation scenes per
 step. With --init the model's own architecture and preprocessing replace the card's; every flag
 given overrides, and a flag that contradicts --init's model (another architecture, fewer channels)
 is an error naming it. `--model-arch highway` alone gives the highway design's own sizes (dim 32,

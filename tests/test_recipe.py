@@ -26,7 +26,9 @@ def test_no_flags_give_the_shipped_architecture_preprocessing_and_training_setti
     assert (c.model_dim, c.model_subdim, c.physics, c.physics_balances) == (16, 16, "wiener-multi", (0.003, 0.1, 3.0))
     training = CARD["training"]
     assert (c.batch_size, c.steps_per_epoch, c.step_weighting, c.patience, c.nontext_fraction) == (
-        training["batch_size"], training["steps_per_epoch"], training["step_weighting"], training["patience"], 0.25)
+        training["batch_size"], training["steps_per_epoch"], training["step_weighting"], training["patience"],
+        training["nontext_fraction"])
+    assert c.nontext_fraction == 0.4  # the shipped card's: 40 % non-text scenes
     assert _config().steps == list(range(20))
 
 
