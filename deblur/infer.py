@@ -112,6 +112,37 @@ def read_card(model_path) -> dict:
     return card
 
 
+def load_specialists(path: Path, card: dict, general, batch_size: int, method: str) -> dict:
+    """{step: Deblurrer} of the card's "specialists": [{"model_file": NAME, "steps": [...]}, ...],
+    models beside `path` trained for some steps that `general` (the card's own model) then hands
+    over. ModelLoadError naming the card if an entry is malformed, routes a step twice, or its
+    model was not trained on its steps or runs at another scale than `general`."""
+    from .model import ModelLoadError
+
+    entries, routed = card.get("specialists") or [], {}
+    if not isinstance(entries, list):
+        raise ModelLoadError(card_path(path), '"specialists" must be a list of {"model_file", "steps"}')
+    for entry in entries:
+        try:
+            name, steps = entry["model_file"], sorted({check_step(s) for s in entry["steps"]})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelLoadError(card_path(path), f"bad \"specialists\" entry {entry!r}: {e}") from None
+        sub = Deblurrer.from_file(path.parent / name, batch_size=batch_size, method=method)
+        if sub.specialists:
+            raise ModelLoadError(card_path(path), f"specialist {name} routes steps itself; one level only")
+        if sub.trained_steps is not None and not set(steps) <= set(sub.trained_steps):
+            raise ModelLoadError(card_path(path), f"specialist {name} was trained on steps {sub.trained_steps}, "
+                                                  f"not on all of {steps}")
+        if sub.preprocess.factor != general.preprocess.factor or sub.max_step < max(steps):
+            raise ModelLoadError(card_path(path), f"specialist {name} works at 1:{sub.preprocess.factor:g} "
+                                                  f"up to step {sub.max_step}; it cannot take steps {steps}")
+        for s in steps:
+            if s in routed:
+                raise ModelLoadError(card_path(path), f"step {s} is routed to two specialists")
+            routed[s] = sub
+    return routed
+
+
 def as_unit_image(image) -> np.ndarray:
     """An image as (h, w) float32 in [0, 1], converted as `pipelines.reading.images.load_image`
     converts files: uint16 is divided by 65535, uint8 by 255, floats must already be in [0, 1];
@@ -190,6 +221,7 @@ class Deblurrer:
         self.card: dict = {}
         self.trained_steps: list[int] | None = None  # from the card (from_file); None = not known
         self.last_estimate = None  # the deblur.estimate.Estimate of the last call with step "auto"
+        self.specialists: dict[int, Deblurrer] = {}  # step -> the model the card routes it to
         if self._spec is not None and self._spec.arch == "pyramid":
             # fully convolutional, same padding: always the whole image, padded to the size multiple
             if method == "tiled":
@@ -241,7 +273,12 @@ class Deblurrer:
         except ValueError as e:
             raise ModelLoadError(path, str(e)) from None
         d.source, d.card, d.trained_steps = path, card, trained_steps(card, path)
+        d.specialists = load_specialists(path, card, d, batch_size, method)
         return d
+
+    def for_step(self, step: int) -> "Deblurrer":
+        """The Deblurrer that deblurs this step: the specialist the card routes it to, else self."""
+        return self.specialists.get(int(step), self)
 
     # ------------------------------------------------------------------ checks
     def check_step(self, step) -> int:
@@ -253,8 +290,9 @@ class Deblurrer:
         return step
 
     def outside_training(self, step) -> bool:
-        """Whether the card says the model was trained on other steps than this one."""
-        return self.trained_steps is not None and int(step) not in self.trained_steps
+        """Whether the card says the model that deblurs this step was trained on other steps."""
+        d = self.for_step(step)
+        return d.trained_steps is not None and int(step) not in d.trained_steps
 
     def resolve_step(self, image, step) -> int:
         """The step to deblur `image` (float [0, 1]) at: `step` checked, or for "auto" the step that
@@ -365,11 +403,14 @@ class Deblurrer:
         # `a` is already checked by as_unit_image
         step = self.resolve_step(a, step)
         self.check_size(a.shape)
-        self.timings = {}
+        d = self.for_step(step)
+        self.timings = d.timings = {}
         t0 = time.perf_counter()
-        x = preprocess_blurred(a, self.preprocess, step=step, flat=flat)
+        x = preprocess_blurred(a, d.preprocess, step=step, flat=flat)
         self.timings["preprocess"] = time.perf_counter() - t0
-        return self.predict_small(x, step)
+        small = d.predict_small(x, step)
+        self.last_method = d.last_method
+        return small
 
     def deblur(self, image, step, flat=None) -> np.ndarray:
         """Blurred full-size image -> deblurred (h, w) float32 image in [0, 1], 1 = white paper.

@@ -2,6 +2,10 @@
 
     python -m deblur.ship --run-dir RUN (--out PATH.keras | --replace-default) [--which best|last]
         [--command "the commands that produced RUN"]
+    python -m deblur.ship --run-dir RUN --out deblur/models/NAME.keras --route-steps 17-19
+
+--route-steps ships a specialist: the default model's card then hands those steps to it
+(`"specialists"`, read by `deblur.infer.Deblurrer.from_file`).
 
 --replace-default writes the packaged default model deblur/models/default.keras (and its card);
 without it that file is never touched. The run is checked (model, config, history) before
@@ -113,6 +117,38 @@ def ship(run_dir, which: str = "best", out=None, command: str | None = None,
     return out
 
 
+def route(specialist: Path, steps, into: Path = DEFAULT_MODEL) -> Path:
+    """Make `into`'s card hand `steps` to `specialist` (a shipped model beside it): its
+    "specialists" list gets {"model_file", "steps"}, replacing entries of the same file and taking
+    these steps from others; then checked by loading `into` as inference will. Returns the card."""
+    from .infer import Deblurrer
+
+    specialist, into = Path(specialist), Path(into)
+    if specialist.parent.resolve() != into.parent.resolve():
+        raise ValueError(f"{specialist} must sit beside {into} (the card names it by file name)")
+    if not into.is_file():
+        raise ValueError(f"{into}: no such model")
+    steps = sorted({int(s) for s in steps})
+    card = read_card(into)
+    kept = []
+    for entry in card.get("specialists") or []:
+        if entry.get("model_file") == specialist.name:
+            continue
+        rest = [s for s in entry.get("steps", []) if s not in steps]
+        if rest:
+            kept.append({**entry, "steps": rest})
+    card["specialists"] = kept + [{"model_file": specialist.name, "steps": steps}]
+    old = card_path(into).read_text() if card_path(into).is_file() else None
+    write_text_atomic(card_path(into), json.dumps(card, indent=2, sort_keys=True, default=str))
+    try:
+        Deblurrer.from_file(into)
+    except (ValueError, DataError):  # put the working card back before reporting
+        if old is not None:
+            write_text_atomic(card_path(into), old)
+        raise
+    return card_path(into)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", required=True)
@@ -121,7 +157,12 @@ def main(argv=None) -> int:
     ap.add_argument("--replace-default", action="store_true",
                     help=f"write the packaged default model {DEFAULT_MODEL.name} (and its card) instead")
     ap.add_argument("--command", default=None, help="the commands that produced the run, for the card")
+    ap.add_argument("--route-steps", default=None, metavar="STEPS",
+                    help="also make the default model's card hand these steps (e.g. 17-19) to the shipped "
+                         "model, a specialist (--out beside the default model)")
     args = ap.parse_args(argv)
+    if args.route_steps is not None and (args.out is None or args.replace_default):
+        ap.error("--route-steps ships a specialist: give --out PATH beside the default model, not --replace-default")
     if args.out is not None and args.replace_default and \
             os.path.realpath(args.out) != os.path.realpath(DEFAULT_MODEL):
         ap.error("give either --out PATH or --replace-default, not both")
@@ -130,6 +171,15 @@ def main(argv=None) -> int:
     except (ValueError, DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.route_steps is not None:
+        from pipelines.reading.physics import parse_steps
+
+        try:
+            routed = route(out, parse_steps(args.route_steps))
+        except (ValueError, DataError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{routed}: steps {args.route_steps} now go to {out.name}")
     card = read_card(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {card_path(out)}: "
           f"{card['epochs_run']} epochs, best val_loss {card['best']['val_loss']:.4f} at epoch {card['best']['epoch']}")
