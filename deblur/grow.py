@@ -54,10 +54,12 @@ def _widen_weight(name: str, old, fresh, level_dims, out_axis: int | None):
     return w
 
 
-def widen(model, pyramid_dims):
+def widen(model, pyramid_dims, seed: int | None = 0):
     """A new pyramid model like `model` with channels `pyramid_dims` per level (each >= the old
-    one), computing what `model` computes. ValueError if the model is not a pyramid or a level
-    would shrink."""
+    one), computing what `model` computes; the new channels' fresh weights are drawn from `seed`
+    (None: unseeded). ValueError if the model is not a pyramid or a level would shrink."""
+    import keras
+
     from .model import build_from_spec, spec_of
 
     spec = spec_of(model)
@@ -70,6 +72,8 @@ def widen(model, pyramid_dims):
         raise ValueError(f"widths may only grow: {spec.pyramid_dims} -> {dims}")
     import dataclasses
 
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
     wide = build_from_spec(dataclasses.replace(spec, pyramid_dims=dims), name=model.name)
     level_dims = tuple(zip(spec.pyramid_dims, dims))
     old_layers = {layer.name: layer for layer in model.layers}
@@ -90,27 +94,28 @@ def widen(model, pyramid_dims):
 def main(argv=None) -> int:
     from pipelines.common.atomic import atomic_path
 
-    from .infer import read_card
+    from .infer import model_preprocess, read_card, trained_steps
     from .model import load_model, save_model, spec_of
 
     p = argparse.ArgumentParser(prog="python -m deblur.grow", description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="the trained pyramid model (.keras, card beside it)")
     p.add_argument("--pyramid-dims", required=True, help="new channels per level, comma-separated")
     p.add_argument("--out", required=True, help="the widened model (.keras); its card goes beside it")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new channels' initial weights (default 0)")
     args = p.parse_args(argv)
     try:
         dims = [int(v) for v in args.pyramid_dims.split(",")]
         model = load_model(args.init)
-        wide = widen(model, dims)
+        wide = widen(model, dims, seed=args.seed)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     save_model(wide, out)
-    card = read_card(Path(args.init))
-    card = {k: card[k] for k in ("preprocess", "steps") if k in card}
-    card.update(model=spec_of(wide).summary(), model_file=out.name,
-                command=f"python -m deblur.grow --init {args.init} --pyramid-dims {args.pyramid_dims}")
+    card = read_card(Path(args.init))  # a run's checkpoint has none: its run's config.json says
+    card = {"preprocess": model_preprocess(args.init, card).to_dict(), "steps": trained_steps(card, args.init),
+            "model": spec_of(wide).summary(), "model_file": out.name,
+            "command": f"python -m deblur.grow --init {args.init} --pyramid-dims {args.pyramid_dims} --seed {args.seed}"}
     with atomic_path(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2, sort_keys=True))
     print(f"widened {spec_of(model).pyramid_dims} -> {tuple(dims)}: {wide.count_params():,} parameters "

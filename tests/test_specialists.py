@@ -37,6 +37,8 @@ def test_widened_model_computes_what_the_trained_one_did(dims, tmp_path):
     model = tiny_pyramid(1)
     wide = widen(model, dims)
     assert spec_of(wide).pyramid_dims == dims and wide.count_params() > model.count_params()
+    for a, b in zip(wide.get_weights(), widen(model, dims, seed=0).get_weights()):
+        np.testing.assert_array_equal(a, b)  # the new channels' draw is seeded (default 0)
     np.testing.assert_allclose(_outputs(wide), _outputs(model), atol=1e-6)
     again = load_model(save_model(wide, tmp_path / "w.keras"))
     np.testing.assert_allclose(_outputs(again), _outputs(model), atol=1e-6)
