@@ -2,7 +2,7 @@
 # Set-up and entry points. Idempotent: installs only what is missing.
 #   bash run.sh demo   # simulate a small evaluation set, run the leaderboard, write the table and plots
 #   bash run.sh test   # run the test suite
-#   bash run.sh train-default  # reproduce the shipped model deblur/models/default.keras (hours on 2 cores)
+#   bash run.sh train-default  # reproduce the shipped models deblur/models/default.keras and steps16-19.keras (hours on 2 cores)
 #   bash run.sh train-text     # only its text-only first half, deblur/models/text-only.keras
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -65,6 +65,16 @@ case "${1:-demo}" in
             --physics wiener-multi --monitor val_excess_hard --ocr-val-every 10
         $T --nontext-fraction 0.4 --run-dir runs/lowc2 --epochs "${EPOCHS9:-36}" --seed 12 --init runs/flat1/best.keras \
             --lr 0.0003 --physics wiener-multi --monitor val_excess_hard
-        exec .venv/bin/python -m deblur.ship --run-dir runs/lowc2 --which last --replace-default --command "bash run.sh train-default (text-only.keras: phases of 34, 10, 40 and 24 epochs; then 19, 19, 9, 61 and 36 epochs with non-text scenes; 2-core CPU, no GPU)" ;;
+        .venv/bin/python -m deblur.ship --run-dir runs/lowc2 --which last --replace-default --command "bash run.sh train-default (text-only.keras: phases of 34, 10, 40 and 24 epochs; then 19, 19, 9, 61 and 36 epochs with non-text scenes; 2-core CPU, no GPU)"
+        # The specialist for steps 16-19 (deblur/models/steps16-19.keras, routed by default.json):
+        # the default widened at 1:56 from 48 to 96 channels (deblur.grow keeps its output), then
+        # trained on steps 16-19 only: lr 3*10^-4 seed 14; lr 1.5*10^-4 seed 15; lr 10^-4 seed 16
+        # with 60 % non-text scenes. EPOCHS10/11/12 bound the phases.
+        [ -f runs/wide/init.keras ] || .venv/bin/python -m deblur.grow --init runs/lowc2/last.keras --pyramid-dims 16,24,32,96 --out runs/wide/init.keras
+        S=".venv/bin/python -m eval.train --steps 16-19 --freeze-batchnorm --synth-val-nontext 1 --physics wiener-multi --monitor val_excess_hard --ocr-val-every 10 --ocr-val-steps 16-19"
+        $S --nontext-fraction 0.4 --run-dir runs/specwide --epochs "${EPOCHS10:-40}" --seed 14 --init runs/wide/init.keras --lr 0.0003
+        $S --nontext-fraction 0.4 --run-dir runs/specwide2 --epochs "${EPOCHS11:-21}" --seed 15 --init runs/specwide/last.keras --lr 0.00015
+        $S --nontext-fraction 0.6 --run-dir runs/specwide3 --epochs "${EPOCHS12:-20}" --seed 16 --init runs/specwide2/last.keras --lr 0.0001
+        exec .venv/bin/python -m deblur.ship --run-dir runs/specwide3 --which last --out deblur/models/steps16-19.keras --route-steps 16-19 --command "bash run.sh train-default, its tenth phase (deblur.grow of runs/lowc2/last.keras to pyramid dims 16,24,32,96; then steps 16-19 only: 40 epochs lr 3e-4 seed 14, 21 epochs lr 1.5e-4 seed 15, 20 epochs lr 1e-4 seed 16 with 60 % non-text scenes; last weights; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default|train-text] [args...]" >&2; exit 2 ;;
 esac

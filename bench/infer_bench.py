@@ -114,6 +114,9 @@ def main(argv=None):
         keras.utils.set_random_seed(0)
         d = infer.Deblurrer(build_model(), batch_size=args.batch_size)
         which = "no model shipped yet: a freshly built default-configuration build_model() with random weights"
+    if d.for_step(step) is not d:  # time the model the card hands this step to
+        d = d.for_step(step)
+        which += f" (step {step} routed to {d.source.name})"
     model = d.model
     print(f"{which}; {model.count_params():,} parameters, tiles {d.in_size} -> {d.out_size}, "
           f"policy {model.dtype_policy.name}")

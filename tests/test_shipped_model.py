@@ -39,3 +39,22 @@ def test_shipped_model_reads_step_5_text_the_raw_image_cannot(sim_eval):
         model.append(official_score(score_image(to_uint8(out), "\n".join(s.text))))
         raw.append(official_score(score_image(to_uint8(blurred), "\n".join(s.text))))
     assert np.mean(model) >= 70 > np.mean(raw) + 30, (model, raw)
+
+
+def test_the_card_routes_steps_16_19_to_a_specialist_it_describes():
+    from deblur.infer import Deblurrer, card_path
+    from deblur.model import spec_of
+
+    card = read_card(DEFAULT_MODEL)
+    routes = card.get("specialists") or []
+    assert routes, "the shipped card routes no step"
+    d = Deblurrer.from_file(None)
+    for route in routes:
+        path = DEFAULT_MODEL.parent / route["model_file"]
+        sub = read_card(path)
+        assert sub["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), card_path(path)
+        assert set(route["steps"]) <= set(sub["steps"]) and sub["data"]["seed"] != 9001
+        assert sub["preprocess"] == card["preprocess"]  # the same input pipeline as the general model
+        for step in route["steps"]:
+            assert d.for_step(step).source == path and not d.outside_training(step)
+    assert d.for_step(0) is d and spec_of(d.for_step(19).model).pyramid_dims[-1] > spec_of(d.model).pyramid_dims[-1]
