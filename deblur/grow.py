@@ -12,6 +12,7 @@ the wide model and takes the old preprocessing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -70,8 +71,6 @@ def widen(model, pyramid_dims, seed: int | None = 0):
         raise ValueError(f"the model has {len(spec.pyramid_dims)} levels, got {len(dims)} widths")
     if any(n < o for o, n in zip(spec.pyramid_dims, dims)):
         raise ValueError(f"widths may only grow: {spec.pyramid_dims} -> {dims}")
-    import dataclasses
-
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     wide = build_from_spec(dataclasses.replace(spec, pyramid_dims=dims), name=model.name)
@@ -111,11 +110,15 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    save_model(wide, out)
     card = read_card(Path(args.init))  # a run's checkpoint has none: its run's config.json says
-    card = {"preprocess": model_preprocess(args.init, card).to_dict(), "steps": trained_steps(card, args.init),
-            "model": spec_of(wide).summary(), "model_file": out.name,
-            "command": f"python -m deblur.grow --init {args.init} --pyramid-dims {args.pyramid_dims} --seed {args.seed}"}
+    try:  # the card before the model: a bad record leaves no model without its card
+        card = {"preprocess": model_preprocess(args.init, card).to_dict(), "steps": trained_steps(card, args.init),
+                "model": spec_of(wide).summary(), "model_file": out.name,
+                "command": f"python -m deblur.grow --init {args.init} --pyramid-dims {args.pyramid_dims} --seed {args.seed}"}
+    except (TypeError, ValueError) as e:
+        print(f"error: {getattr(e, 'source', args.init)}: bad \"preprocess\" settings: {e}", file=sys.stderr)
+        return 2
+    save_model(wide, out)
     with atomic_path(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2, sort_keys=True))
     print(f"widened {spec_of(model).pyramid_dims} -> {tuple(dims)}: {wide.count_params():,} parameters "

@@ -125,6 +125,8 @@ def load_specialists(path: Path, card: dict, general, batch_size: int, method: s
     for entry in entries:
         try:
             name, steps = entry["model_file"], sorted({check_step(s) for s in entry["steps"]})
+            if not steps:
+                raise ValueError("no steps")
         except (KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(card_path(path), f"bad \"specialists\" entry {entry!r}: {e}") from None
         sub = Deblurrer.from_file(path.parent / name, batch_size=batch_size, method=method)

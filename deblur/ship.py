@@ -161,8 +161,16 @@ def main(argv=None) -> int:
                     help="also make the default model's card hand these steps (e.g. 17-19) to the shipped "
                          "model, a specialist (--out beside the default model)")
     args = ap.parse_args(argv)
-    if args.route_steps is not None and (args.out is None or args.replace_default):
-        ap.error("--route-steps ships a specialist: give --out PATH beside the default model, not --replace-default")
+    route_steps = None
+    if args.route_steps is not None:
+        if args.out is None or args.replace_default:
+            ap.error("--route-steps ships a specialist: give --out PATH beside the default model, not --replace-default")
+        from pipelines.reading.physics import parse_steps
+
+        try:  # before anything is written
+            route_steps = parse_steps(args.route_steps)
+        except ValueError as e:
+            ap.error(f"--route-steps: {e}")
     if args.out is not None and args.replace_default and \
             os.path.realpath(args.out) != os.path.realpath(DEFAULT_MODEL):
         ap.error("give either --out PATH or --replace-default, not both")
@@ -171,11 +179,9 @@ def main(argv=None) -> int:
     except (ValueError, DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.route_steps is not None:
-        from pipelines.reading.physics import parse_steps
-
+    if route_steps is not None:
         try:
-            routed = route(out, parse_steps(args.route_steps))
+            routed = route(out, route_steps)
         except (ValueError, DataError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -107,7 +107,8 @@ def test_a_bad_route_is_refused_and_the_card_kept(tmp_path):
     (tmp_path / "general.json").write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="missing.keras"):
         Deblurrer.from_file(general)
-    card["specialists"] = [{"model_file": "special.keras", "steps": [25]}]
-    (tmp_path / "general.json").write_text(json.dumps(card))
-    with pytest.raises(ModelLoadError, match="general.json"):
-        Deblurrer.from_file(general)
+    for steps in ([25], []):
+        card["specialists"] = [{"model_file": "special.keras", "steps": steps}]
+        (tmp_path / "general.json").write_text(json.dumps(card))
+        with pytest.raises(ModelLoadError, match="general.json"):
+            Deblurrer.from_file(general)
