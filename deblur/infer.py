@@ -43,6 +43,10 @@ METHODS = ("auto", "tiled", "full")
 # activations of a 32-channel layer cost 128 bytes per pixel). HDC images at 1:7 are ~0.1 Mpx.
 FULL_MAX_PIXELS = 4_000_000
 MIN_SIDE_SMALL = 8  # px per side at the preprocessing scale: smaller leaves no background to fit
+# Test-time flip averaging: the blur disc is symmetric, so deblurring a mirrored image and mirroring
+# the result back is as valid as deblurring it directly; the mean of these views averages errors.
+FLIP_VIEWS = {1: ((False, False),), 2: ((False, False), (False, True)),
+              4: ((False, False), (False, True), (True, False), (True, True))}  # (up-down, left-right)
 
 
 def card_path(model_path) -> Path:
@@ -145,6 +149,21 @@ def load_specialists(path: Path, card: dict, general, batch_size: int, method: s
     return routed
 
 
+def card_flips(path, card: dict) -> int:
+    """The card's "inference": {"flips": N} (1 if absent); ValueError naming the card if malformed."""
+    inference = card.get("inference") or {}
+    flips = inference.get("flips", 1) if isinstance(inference, dict) else None
+    if flips not in FLIP_VIEWS or isinstance(flips, bool):
+        raise ValueError(f"{card_path(path)}: \"inference\" must be {{\"flips\": 1, 2 or 4}}, got {inference!r}")
+    return flips
+
+
+def _mirror(a: np.ndarray, view: tuple[bool, bool]) -> np.ndarray:
+    """`a` flipped up-down and/or left-right (its own inverse)."""
+    up_down, left_right = view
+    return a[::-1 if up_down else 1, ::-1 if left_right else 1]
+
+
 def as_unit_image(image) -> np.ndarray:
     """An image as (h, w) float32 in [0, 1], converted as `pipelines.reading.images.load_image`
     converts files: uint16 is divided by 65535, uint8 by 255, floats must already be in [0, 1];
@@ -196,12 +215,14 @@ class Deblurrer:
     `model`: an hdc_deblur Keras model (or any Keras model with inputs {"image": (b, n, n, C),
     "step": (b, 1)} and output (b, m, m, 1) in [0, 1] that is the centre crop of its input);
     `preprocess`: the PreprocessConfig the model was trained with; `batch_size`: tiles per
-    predict call; `method`: "auto", "tiled" or "full" (module docstring).
+    predict call; `method`: "auto", "tiled" or "full" (module docstring); `flips`: 1, 2 or 4 views
+    averaged (pyramid models: the image, + mirrored left-right, + upside down and both; the card's
+    "inference": {"flips": N}).
     After every call, `timings` holds the seconds of its stages: preprocess, predict, stitch.
     """
 
     def __init__(self, model, preprocess: PreprocessConfig | None = None, batch_size: int = 16,
-                 method: str = "auto"):
+                 method: str = "auto", flips: int = 1):
         if preprocess is None:
             preprocess = PreprocessConfig()
         elif isinstance(preprocess, dict):
@@ -214,6 +235,9 @@ class Deblurrer:
         self.preprocess = preprocess
         self.batch_size = int(batch_size)
         self.method = method
+        if flips not in FLIP_VIEWS:
+            raise ValueError(f"flips must be one of {sorted(FLIP_VIEWS)}, got {flips!r}")
+        self.flips = flips
         self._spec = self._hdc_spec(model)
         self.max_step = self._spec.max_step if self._spec is not None else N_STEPS - 1
         self._full_model = None
@@ -233,6 +257,8 @@ class Deblurrer:
                                  f"preprocessing gives {preprocess.channels}")
             self.in_size = self.out_size = None
             return
+        if flips != 1:
+            raise ValueError("flip averaging (flips > 1) needs a pyramid model")
         self.in_size, self.out_size, channels = _tile_geometry(model)
         if channels != preprocess.channels:
             raise ValueError(f"model {model.name!r} takes {channels} input channels but the preprocessing "
@@ -271,7 +297,8 @@ class Deblurrer:
         except (TypeError, ValueError) as e:
             raise ModelLoadError(e.source, f"bad \"preprocess\" settings: {e}") from None
         try:
-            d = cls(model, pre, batch_size=batch_size, method=method)
+            flips = card_flips(path, card)
+            d = cls(model, pre, batch_size=batch_size, method=method, flips=flips)
         except ValueError as e:
             raise ModelLoadError(path, str(e)) from None
         d.source, d.card, d.trained_steps = path, card, trained_steps(card, path)
@@ -383,15 +410,19 @@ class Deblurrer:
 
     def _predict_pyramid(self, x: np.ndarray, step: int, t0: float) -> np.ndarray:
         """Whole image, zero-padded (= background after vignetting division) at the bottom and right
-        to the model's size multiple, cropped back."""
+        to the model's size multiple, cropped back; with `flips` > 1, the mean over mirrored views
+        (one batch), each mirrored back."""
         self.last_method = "full"
         m = self._spec.size_multiple
         h, w = x.shape[:2]
-        p = np.pad(x, ((0, -h % m), (0, -w % m), (0, 0)))[None].astype(np.float32, copy=False)
+        views = FLIP_VIEWS[self.flips]
+        p = np.stack([np.pad(_mirror(x, v), ((0, -h % m), (0, -w % m), (0, 0))) for v in views])
+        p = p.astype(np.float32, copy=False)
         t1 = time.perf_counter()
-        out = self._full().predict_on_batch({"image": p, "step": np.array([[step]], dtype=np.float32)})
+        steps = np.full((len(views), 1), step, dtype=np.float32)
+        out = np.asarray(self._full().predict_on_batch({"image": p, "step": steps}), dtype=np.float32)
         t2 = time.perf_counter()
-        small = np.asarray(out, dtype=np.float32)[0, :h, :w, 0]
+        small = np.mean([_mirror(o[:h, :w, 0], v) for o, v in zip(out, views)], axis=0, dtype=np.float32)
         self.timings["predict"] = t2 - t1
         self.timings["stitch"] = (t1 - t0) + (time.perf_counter() - t2)
         return small

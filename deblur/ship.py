@@ -2,13 +2,17 @@
 
     python -m deblur.ship --run-dir RUN (--out PATH.keras | --replace-default) [--which best|last]
         [--command "the commands that produced RUN"]
-    python -m deblur.ship --run-dir RUN --out deblur/models/NAME.keras --route-steps 17-19
+    python -m deblur.ship --run-dir RUN --out deblur/models/NAME.keras --route-steps 17-19 [--flips 2]
+
+--flips 2 makes inference average the model's output on the image and on its left-right mirror
+(the card's "inference": {"flips": 2}; `deblur.infer.Deblurrer`).
 
 --route-steps ships a specialist: the default model's card then hands those steps to it
 (`"specialists"`, read by `deblur.infer.Deblurrer.from_file`).
 
 --replace-default writes the packaged default model deblur/models/default.keras (and its card);
-without it that file is never touched. The run is checked (model, config, history) before
+without it that file is never touched. The routes of the card being replaced are kept (checked
+against the new model first); --drop-routes drops them. The run is checked (model, config, history) before
 anything is written.
 
 The card records what a reader needs to trust and reproduce the file: model configuration, the
@@ -90,9 +94,17 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
 
 
 def ship(run_dir, which: str = "best", out=None, command: str | None = None,
-         replace_default: bool = False) -> Path:
+         replace_default: bool = False, flips: int = 1, keep_routes: bool = True) -> Path:
     """Copy RUN/{which}.keras to `out` (checked by reloading it) and write the card beside it.
-    The packaged default model is written only with `replace_default` (then `out` may be None)."""
+    The packaged default model is written only with `replace_default` (then `out` may be None).
+    `flips` > 1: the card makes inference average that many mirrored views (deblur.infer.FLIP_VIEWS).
+    `keep_routes`: the "specialists" of the card being replaced go into the new card, checked
+    against the new model before anything is written (ModelLoadError naming the card if they no
+    longer fit); False drops them."""
+    from .infer import FLIP_VIEWS, Deblurrer, load_specialists
+
+    if flips not in FLIP_VIEWS:
+        raise ValueError(f"flips must be one of {sorted(FLIP_VIEWS)}, got {flips!r}")
     if out is None and not replace_default:
         raise ValueError("give --out PATH.keras, or --replace-default to replace the packaged default model")
     out = Path(out) if out is not None else DEFAULT_MODEL
@@ -105,7 +117,12 @@ def ship(run_dir, which: str = "best", out=None, command: str | None = None,
     run_dir = Path(run_dir)
     src = run_dir / f"{which}.keras"
     model = load_model(src)  # refuses a file that does not reload as a model
-    build_card(run_dir, src, command)  # the run's config and history are readable: before any write
+    if flips != 1 and spec_of(model).arch != "pyramid":
+        raise ValueError(f"{src}: flip averaging (--flips {flips}) needs a pyramid model")
+    pre = build_card(run_dir, src, command)["preprocess"]  # config and history readable: before any write
+    routes = (read_card(out).get("specialists") if out.is_file() else None) if keep_routes else None
+    if routes:  # the specialists still fit the new model (same scale, their steps)
+        load_specialists(out, {"specialists": routes}, Deblurrer(model, pre), batch_size=1, method="auto")
     if spec_of(model).arch == "pyramid":  # re-saved through this version's layers, free input size
         save_model(rebuild(model, input_size=None), out)
     else:
@@ -113,6 +130,10 @@ def ship(run_dir, which: str = "best", out=None, command: str | None = None,
             shutil.copyfile(src, tmp)
     card = build_card(run_dir, out, command)
     card["source"] = f"{which}.keras"
+    if flips != 1:
+        card["inference"] = {"flips": flips}
+    if routes:
+        card["specialists"] = routes
     write_text_atomic(card_path(out), json.dumps(card, indent=2, sort_keys=True, default=str))
     return out
 
@@ -160,6 +181,11 @@ def main(argv=None) -> int:
     ap.add_argument("--route-steps", default=None, metavar="STEPS",
                     help="also make the default model's card hand these steps (e.g. 17-19) to the shipped "
                          "model, a specialist (--out beside the default model)")
+    ap.add_argument("--flips", type=int, choices=(1, 2, 4), default=1,
+                    help="views the card makes inference average: 2 = + mirrored left-right, 4 = + upside "
+                         "down (default 1)")
+    ap.add_argument("--drop-routes", action="store_true",
+                    help="do not carry the replaced card's \"specialists\" (its step routes) into the new card")
     args = ap.parse_args(argv)
     route_steps = None
     if args.route_steps is not None:
@@ -175,7 +201,8 @@ def main(argv=None) -> int:
             os.path.realpath(args.out) != os.path.realpath(DEFAULT_MODEL):
         ap.error("give either --out PATH or --replace-default, not both")
     try:
-        out = ship(args.run_dir, args.which, args.out, args.command, replace_default=args.replace_default)
+        out = ship(args.run_dir, args.which, args.out, args.command, replace_default=args.replace_default,
+                   flips=args.flips, keep_routes=not args.drop_routes)
     except (ValueError, DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -187,6 +214,8 @@ def main(argv=None) -> int:
             return 2
         print(f"{routed}: steps {args.route_steps} now go to {out.name}")
     card = read_card(out)
+    for entry in card.get("specialists") or []:
+        print(f"{card_path(out).name}: steps {entry['steps']} go to {entry['model_file']}")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {card_path(out)}: "
           f"{card['epochs_run']} epochs, best val_loss {card['best']['val_loss']:.4f} at epoch {card['best']['epoch']}")
     return 0

@@ -35,6 +35,16 @@ def test_ship_copies_a_reloadable_model_and_writes_its_card(run_dir, tmp_path):
         np.testing.assert_array_equal(wa, wb)
 
 
+def test_ship_refuses_flips_for_a_tiled_model(run_dir, tmp_path):
+    from deblur.ship import ship
+
+    with pytest.raises(ValueError, match="pyramid"):
+        ship(run_dir, "best", tmp_path / "m.keras", flips=2)
+    with pytest.raises(ValueError, match="flips must be"):
+        ship(run_dir, "best", tmp_path / "m.keras", flips=3)
+    assert not list(tmp_path.iterdir())
+
+
 def test_ship_refuses_a_folder_without_a_model(tmp_path):
     from deblur.ship import main
 
@@ -81,3 +91,32 @@ def test_history_plot_adds_the_ocr_validation_panel(run_dir, tmp_path):
     plain, ocr = Image.open(tmp_path / "plain.png"), Image.open(tmp_path / "ocr.png")
     assert ocr.size[0] > 1.4 * plain.size[0] and ocr.size[1] == plain.size[1]
     shutil.rmtree(ocr_run)
+
+
+def test_reshipping_keeps_the_cards_routes_unless_dropped(run_dir, tmp_path):
+    from deblur.infer import Deblurrer
+    from deblur.model import ModelLoadError
+    from deblur.ship import read_card, route, ship
+    from test_specialists import _shipped
+
+    general = ship(run_dir, "best", tmp_path / "general.keras")
+    factor = Deblurrer.from_file(general).preprocess.factor
+    special = _shipped(tmp_path, "special", 2, [16, 17, 18, 19])
+    card = read_card(special)
+    card["preprocess"]["factor"] = factor  # the same scale as the general model
+    (tmp_path / "special.json").write_text(json.dumps(card))
+    route(special, [17, 18, 19], into=general)
+    ship(run_dir, "last", general)
+    assert read_card(general)["source"] == "last.keras"
+    assert read_card(general)["specialists"] == [{"model_file": "special.keras", "steps": [17, 18, 19]}]
+    assert Deblurrer.from_file(general).for_step(18).source == special
+    # a route that no longer fits is refused before anything is written
+    broken = read_card(general)
+    broken["specialists"] = [{"model_file": "gone.keras", "steps": [19]}]
+    (tmp_path / "general.json").write_text(json.dumps(broken))
+    before = general.read_bytes()
+    with pytest.raises(ModelLoadError, match="gone.keras"):
+        ship(run_dir, "best", general)
+    assert general.read_bytes() == before and read_card(general) == broken
+    ship(run_dir, "best", general, keep_routes=False)
+    assert "specialists" not in read_card(general)
