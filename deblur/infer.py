@@ -150,11 +150,13 @@ def load_specialists(path: Path, card: dict, general, batch_size: int, method: s
 
 
 def card_flips(path, card: dict) -> int:
-    """The card's "inference": {"flips": N} (1 if absent); ValueError naming the card if malformed."""
+    """The card's "inference": {"flips": N} (1 if absent); ModelLoadError naming the card if malformed."""
+    from .model import ModelLoadError
+
     inference = card.get("inference") or {}
     flips = inference.get("flips", 1) if isinstance(inference, dict) else None
     if flips not in FLIP_VIEWS or isinstance(flips, bool):
-        raise ValueError(f"{card_path(path)}: \"inference\" must be {{\"flips\": 1, 2 or 4}}, got {inference!r}")
+        raise ModelLoadError(card_path(path), f'"inference" must be {{"flips": 1, 2 or 4}}, got {inference!r}')
     return flips
 
 
@@ -296,8 +298,8 @@ class Deblurrer:
             pre = model_preprocess(path, card)
         except (TypeError, ValueError) as e:
             raise ModelLoadError(e.source, f"bad \"preprocess\" settings: {e}") from None
+        flips = card_flips(path, card)
         try:
-            flips = card_flips(path, card)
             d = cls(model, pre, batch_size=batch_size, method=method, flips=flips)
         except ValueError as e:
             raise ModelLoadError(path, str(e)) from None
