@@ -101,10 +101,8 @@ def ship(run_dir, which: str = "best", out=None, command: str | None = None,
     `keep_routes`: the "specialists" of the card being replaced go into the new card, checked
     against the new model before anything is written (ModelLoadError naming the card if they no
     longer fit); False drops them."""
-    from .infer import FLIP_VIEWS, Deblurrer, load_specialists
+    from .infer import Deblurrer, load_specialists
 
-    if flips not in FLIP_VIEWS:
-        raise ValueError(f"flips must be one of {sorted(FLIP_VIEWS)}, got {flips!r}")
     if out is None and not replace_default:
         raise ValueError("give --out PATH.keras, or --replace-default to replace the packaged default model")
     out = Path(out) if out is not None else DEFAULT_MODEL
@@ -117,12 +115,15 @@ def ship(run_dir, which: str = "best", out=None, command: str | None = None,
     run_dir = Path(run_dir)
     src = run_dir / f"{which}.keras"
     model = load_model(src)  # refuses a file that does not reload as a model
-    if flips != 1 and spec_of(model).arch != "pyramid":
-        raise ValueError(f"{src}: flip averaging (--flips {flips}) needs a pyramid model")
     pre = build_card(run_dir, src, command)["preprocess"]  # config and history readable: before any write
     routes = (read_card(out).get("specialists") if out.is_file() else None) if keep_routes else None
+    if flips != 1 or routes:  # inference as the card will set it up takes these flips (a pyramid model)
+        try:
+            general = Deblurrer(model, pre, flips=flips)
+        except ValueError as e:
+            raise ValueError(f"{src}: {e}") from None
     if routes:  # the specialists still fit the new model (same scale, their steps)
-        load_specialists(out, {"specialists": routes}, Deblurrer(model, pre), batch_size=1, method="auto")
+        load_specialists(out, {"specialists": routes}, general, batch_size=1, method="auto")
     if spec_of(model).arch == "pyramid":  # re-saved through this version's layers, free input size
         save_model(rebuild(model, input_size=None), out)
     else:
