@@ -37,6 +37,8 @@ GEOMETRY = {  # analytic table only (--geometry)
                                                 pyramid_dims=(16, 24, 64, 96), pyramid_refinements=(1, 2, 3, 4)),
     "pyramid 16/48/64/96, refine 1/2/3/4": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
                                                 pyramid_dims=(16, 48, 64, 96), pyramid_refinements=(1, 2, 3, 4)),
+    "pyramid 32/48/64/96, refine 1/2/3/4": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
+                                                pyramid_dims=(32, 48, 64, 96), pyramid_refinements=(1, 2, 3, 4)),
     "pyramid 16/32/48/64, refine 2/2/3/4": dict(arch="pyramid", dim=16, subdim=16, input_size=208,
                                                 pyramid_dims=(16, 32, 48, 64), pyramid_refinements=(2, 2, 3, 4)),
 }
