@@ -74,7 +74,7 @@ def build_card(run_dir, model_file: Path, command: str | None = None) -> dict:
         "steps": config["steps"],
         "training": {k: config["args"].get(k) for k in ("batch_size", "lr", "seed", "steps_per_epoch",
                                                       "patience", "mixed_precision", "step_weighting", "init",
-                                                      "nontext_fraction", "monitor")},
+                                                      "nontext_fraction", "contrast_weight", "monitor")},
         "data": {"synthetic_stream": True, "seed": config["args"]["seed"],
                  "samples_seen": len(rows) * int(config["args"]["steps_per_epoch"] or 50) * config["args"]["batch_size"],
                  "note": "pipelines.simulation.synth stream (1:7 forward model of the simulator), seed as above; "

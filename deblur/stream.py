@@ -129,6 +129,21 @@ def echo_sample(sample: int, batch_size: int, echo: int, seed: int = 0) -> int:
     return w * window + int(order[k])
 
 
+CONTRAST_REF = 0.15  # the std of a text frame's target at steps 16-19 (0.15-0.21): weight 1 from here up
+
+
+def contrast_weights(ys, max_weight: float) -> np.ndarray:
+    """Per-frame loss weights min(max_weight, max(1, CONTRAST_REF / std(target))). Cross-entropy on
+    a grey target falls with the square of the scene's contrast, so a dim or hazy photo (the sanity
+    set's "moon": std 0.04) weighs ~1/10 of a text frame however wrong its structure comes out,
+    while the sanity check ranks grey levels and does not see contrast at all. max_weight <= 1: ones."""
+    ys = np.asarray(ys, dtype=np.float32)
+    if max_weight <= 1:
+        return np.ones(len(ys), np.float32)
+    std = ys.reshape(len(ys), -1).std(axis=1)
+    return np.clip(CONTRAST_REF / np.maximum(std, 1e-6), 1.0, float(max_weight)).astype(np.float32)
+
+
 def stack(samples):
     """Samples (x, y, step[, nontext]) -> a batch; validation batches also carry "nontext" (0/1)
     per sample, which the validation callback takes out before calling the model."""
@@ -142,9 +157,9 @@ def stack(samples):
 
 def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int, geometry: dict,
                       preprocess=None, workers: int = 1, weights=None, initial_epoch: int = 0,
-                      nontext: float = 0.0, echo: int = 1):
+                      nontext: float = 0.0, echo: int = 1, contrast_weight: float = 0.0):
     """A keras.utils.PyDataset of synthetic batches (module docstring); `echo` > 1: data echoing
-    (`echo_sample`)."""
+    (`echo_sample`); `contrast_weight` > 1: batches carry per-frame loss weights (`contrast_weights`)."""
     import keras
 
     class SyntheticBatches(keras.utils.PyDataset):
@@ -160,8 +175,12 @@ def synthetic_dataset(seed: int, steps, batch_size: int, batches_per_epoch: int,
 
         def __getitem__(self, i):
             first = (self.epoch * batches_per_epoch + int(i)) * batch_size
-            return stack([make_sample(self.source, echo_sample(first + k, batch_size, echo, seed), geometry)
-                          for k in range(batch_size)])
+            inputs, y = stack([make_sample(self.source, echo_sample(first + k, batch_size, echo, seed), geometry)
+                               for k in range(batch_size)])
+            if contrast_weight > 1:
+                # (batch, 1, 1): Keras weighs the per-pixel loss (batch, h, w) and does not broadcast (batch,)
+                return inputs, y, contrast_weights(y, contrast_weight)[:, None, None]
+            return inputs, y
 
         def on_epoch_end(self):
             self.epoch += 1

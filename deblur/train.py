@@ -98,6 +98,7 @@ class TrainConfig:
     synth_tiles_per_image: int = 4
     synth_echo: int = 1
     nontext_fraction: float = 0.0
+    contrast_weight: float = 0.0
     freeze_batchnorm: bool = False
     synth_val_nontext: int = 1
     physics: str = "none"
@@ -230,6 +231,10 @@ def build_parser(prog: str = "python -m deblur.train") -> argparse.ArgumentParse
                         "1/f noise, shapes, Siemens stars, bars, QR grids) with their grey image as the target, "
                         "so the network deblurs general images (the HDC2021 sanity check), not only text "
                         f"(recipe {r['nontext_fraction']:g})")
+    p.add_argument("--contrast-weight", type=float, default=0.0, metavar="MAX",
+                   help="synthetic stream: weight each frame's loss by CONTRAST_REF / std(target), clipped to "
+                        "[1, MAX] (deblur.stream.contrast_weights): a low-contrast photo's cross-entropy is "
+                        "~contrast^2 small, the sanity check's rank correlation is contrast-blind (default 0: off)")
     p.add_argument("--freeze-batchnorm", action="store_true",
                    help="keep the BatchNormalization statistics of --init fixed (inference mode while training): "
                         "fine-tuning on a new input mix (e.g. --nontext-fraction) with small batches otherwise "
@@ -324,6 +329,8 @@ def main(argv=None, ocr_scorer=None, prog: str = "python -m deblur.train") -> in
         parser.error("give --data DIR or --synthetic, not both (without --data the synthetic stream is used)")
     if args.data and args.nontext_fraction:
         parser.error("--nontext-fraction is for --synthetic (the procedural scenes are made on the fly)")
+    if args.data and args.contrast_weight > 1:
+        parser.error("--contrast-weight is for --synthetic (the stream's frames are weighted as they are made)")
     if args.data and args.synth_echo > 1:
         parser.error("--synth-echo is for --synthetic (a prepared set is read from disk, not made)")
     if args.data and (args.physics is not None or args.physics_balances is not None):
@@ -969,7 +976,7 @@ def train(config, ocr_scorer=None) -> dict:
         train_ds = stream = S.synthetic_dataset(
             config.seed, config.steps, config.batch_size, steps_per_epoch, geometry, pre,
             config.synth_workers, None if sampler is None else sampler.weights, _initial_epoch(run_dir),
-            nontext=config.nontext_fraction, echo=config.synth_echo)
+            nontext=config.nontext_fraction, echo=config.synth_echo, contrast_weight=config.contrast_weight)
         val_ds = S.validation_batches(config.seed, config.steps, config.synth_val_per_step, geometry,
                                       config.val_batch_size or config.batch_size, pre,
                                       config.synth_val_nontext if config.nontext_fraction > 0 else 0)

@@ -197,3 +197,45 @@ def test_hardest_steps_are_the_top_quarter():
 
     assert hardest_steps(range(20)) == [15, 16, 17, 18, 19]
     assert hardest_steps([3]) == [3] and hardest_steps([9, 2, 5]) == [9]
+
+
+def test_contrast_weights_lift_low_contrast_frames_only():
+    from deblur.stream import CONTRAST_REF, contrast_weights
+
+    rng = np.random.default_rng(0)
+    text = np.where(rng.random((8, 8)) < 0.1, 0.15, 1.0)  # ink on paper: std above CONTRAST_REF
+    dim = 0.5 + 0.04 * rng.standard_normal((8, 8))       # a dim photo, moon-like std 0.04
+    flat = np.full((8, 8), 0.7)
+    w = contrast_weights(np.stack([text, dim, flat]), max_weight=4)
+    assert w[0] == 1.0 and w[2] == 4.0
+    assert w[1] == pytest.approx(CONTRAST_REF / dim.std(), rel=1e-4) and 1 < w[1] < 4
+    np.testing.assert_array_equal(contrast_weights(np.stack([text, dim]), max_weight=0), [1.0, 1.0])
+
+
+def test_stream_batches_carry_contrast_weights_that_keras_accepts(tmp_path):
+    from deblur.stream import contrast_weights, synthetic_dataset
+    from deblur.train import main
+
+    geo = {"kind": "image", "multiple": 8}
+    plain = synthetic_dataset(5, [3, 7], batch_size=2, batches_per_epoch=1, geometry=geo, workers=0, nontext=0.5)
+    weighted = synthetic_dataset(5, [3, 7], batch_size=2, batches_per_epoch=1, geometry=geo, workers=0,
+                                 nontext=0.5, contrast_weight=4)
+    assert len(plain[0]) == 2
+    x, y, w = weighted[0]
+    np.testing.assert_array_equal(x["image"], plain[0][0]["image"])
+    assert w.shape == (2, 1, 1)
+    np.testing.assert_array_equal(w[:, 0, 0], contrast_weights(y, 4))
+    tiny = ["--model-arch", "pyramid", "--model-pyramid-dims", "4,6", "--model-pyramid-refinements", "1,1",
+            "--model-dim", "4", "--model-subdim", "4", "--physics", "none", "--steps", "3,15",
+            "--steps-per-epoch", "2", "--batch-size", "2", "--synth-val-per-step", "1", "--synth-workers", "0",
+            "--quiet", "--nontext-fraction", "0.5", "--contrast-weight", "4"]
+    assert main(["--run-dir", str(tmp_path / "r"), "--epochs", "1", *tiny]) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["args"]["contrast_weight"] == 4
+
+
+def test_contrast_weight_needs_the_synthetic_stream(capsys):
+    from deblur.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", "x", "--run-dir", "r", "--contrast-weight", "4"])
+    assert e.value.code == 2 and "--contrast-weight is for --synthetic" in capsys.readouterr().err
