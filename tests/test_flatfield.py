@@ -93,3 +93,27 @@ def test_an_image_of_another_size_gets_no_flat_field_and_a_corrupt_text_image_is
     flat = flats(photo, 5, 7, (1460, 2360))
     assert flat is not None and flat.shape == (208, 337)  # the corrupt text image left out
     assert flats(photo, 5, 7, (1000, 1500)) is None
+
+
+def test_the_flat_field_follows_the_cameras_illumination_into_the_centre(sim_eval):
+    """Fitted on the text images' border frame and extrapolated inwards, the flat field must match
+    the simulated camera's vignetting (an x*y-shaped illumination) in the centre too, where a photo's
+    subject sits: the border fit's default terms come out several % too dark there, more than a dim
+    photo's whole contrast."""
+    from pipelines.preprocessing.flatfield import FLAT_TERMS
+    from pipelines.reading.hdc import is_text_image
+    from pipelines.simulation.synth import vignetting_small
+
+    folder = sim_eval / "steps_5_to_9" / "CAM02_blurred"
+    true = vignetting_small(0.0)
+    texts = [_small(p) for p in sorted(folder.glob("focusStep_5_*.tif")) if is_text_image(p)][:4]
+    assert texts
+
+    def worst(terms):
+        fit = flat_field(folder, 5, 7, any_step=False) if terms == FLAT_TERMS else \
+            np.mean([estimate_background(t, terms=terms) for t in texts], axis=0)
+        ratio = fit / true
+        return float(np.max(np.abs(ratio / np.median(ratio) - 1)))
+
+    assert worst(FLAT_TERMS) < 0.015  # (the shots' vignetting jitter is +-1 %)
+    assert worst(("1", "x", "x2", "y", "y2", "d")) > 0.03  # the border fit's default terms
