@@ -71,7 +71,9 @@ case "${1:-demo}" in
         # trained on steps 16-19 only: lr 3*10^-4 seed 14; lr 1.5*10^-4 seed 15; lr 10^-4 seed 16
         # with 60 % non-text scenes; then widened at 1:28 from 32 to 64 channels and trained
         # 101 epochs, lr 3*10^-4 seed 17 with 50 % non-text scenes; then at 1:14 from 24 to 48 channels
-        # and 110 epochs, lr 3*10^-4 seed 18; then 95 epochs, lr 1.5*10^-4 seed 19. EPOCHS10-15 bound the phases.
+        # and 110 epochs, lr 3*10^-4 seed 18; then 95 epochs, lr 1.5*10^-4 seed 19; then 31 epochs, lr 4*10^-5
+        # seed 20; then at 1:7 from 16 to 32 channels and 100 epochs, lr 3*10^-4 seed 22; then 62 epochs, lr 8*10^-5
+        # seed 24 with each frame's loss weighted up to 4x by its target's low contrast. EPOCHS10-18 bound the phases.
         [ -f runs/wide/init.keras ] || .venv/bin/python -m deblur.grow --init runs/lowc2/last.keras --pyramid-dims 16,24,32,96 --out runs/wide/init.keras
         S=".venv/bin/python -m eval.train --steps 16-19 --freeze-batchnorm --synth-val-nontext 1 --physics wiener-multi --monitor val_excess_hard --ocr-val-every 10 --ocr-val-steps 16-19"
         $S --nontext-fraction 0.4 --run-dir runs/specwide --epochs "${EPOCHS10:-40}" --seed 14 --init runs/wide/init.keras --lr 0.0003
@@ -82,6 +84,10 @@ case "${1:-demo}" in
         [ -f runs/w14/init.keras ] || .venv/bin/python -m deblur.grow --init runs/wide28a/last.keras --pyramid-dims 16,48,64,96 --out runs/w14/init.keras
         $S --nontext-fraction 0.5 --run-dir runs/w14a --epochs "${EPOCHS14:-110}" --seed 18 --init runs/w14/init.keras --lr 0.0003
         $S --nontext-fraction 0.5 --run-dir runs/w14b --epochs "${EPOCHS15:-95}" --seed 19 --init runs/w14a/last.keras --lr 0.00015
-        exec .venv/bin/python -m deblur.ship --run-dir runs/w14b --which last --out deblur/models/steps16-19.keras --route-steps 16-19 --command "bash run.sh train-default, its tenth phase (deblur.grow of runs/lowc2/last.keras to pyramid dims 16,24,32,96; then steps 16-19 only: 40 epochs lr 3e-4 seed 14, 21 epochs lr 1.5e-4 seed 15, 20 epochs lr 1e-4 seed 16 with 60 % non-text scenes; then deblur.grow to 16,24,64,96 and 101 epochs lr 3e-4 (halved on plateau to 7.5e-5) seed 17 with 50 % non-text scenes; then deblur.grow to 16,48,64,96 and 110 epochs lr 3e-4 (halved on plateau to 1.5e-4) seed 18 with 50 % non-text scenes; then 95 epochs lr 1.5e-4 (halved on plateau to 1.9e-5) seed 19; last weights; 2-core CPU, no GPU)" ;;
+        $S --nontext-fraction 0.5 --run-dir runs/w14c --epochs "${EPOCHS16:-31}" --seed 20 --init runs/w14b/last.keras --lr 0.00004
+        [ -f runs/w7/init.keras ] || .venv/bin/python -m deblur.grow --init runs/w14c/last.keras --pyramid-dims 32,48,64,96 --out runs/w7/init.keras
+        $S --nontext-fraction 0.5 --run-dir runs/w7a --epochs "${EPOCHS17:-100}" --seed 22 --init runs/w7/init.keras --lr 0.0003
+        $S --nontext-fraction 0.5 --contrast-weight 4 --run-dir runs/w7c --epochs "${EPOCHS18:-62}" --seed 24 --init runs/w7a/last.keras --lr 0.00008
+        exec .venv/bin/python -m deblur.ship --run-dir runs/w7c --which last --out deblur/models/steps16-19.keras --route-steps 16-19 --command "bash run.sh train-default, its tenth phase (deblur.grow of runs/lowc2/last.keras to pyramid dims 16,24,32,96; then steps 16-19 only: 40 epochs lr 3e-4 seed 14, 21 epochs lr 1.5e-4 seed 15, 20 epochs lr 1e-4 seed 16 with 60 % non-text scenes; then deblur.grow to 16,24,64,96 and 101 epochs lr 3e-4 (halved on plateau to 7.5e-5) seed 17 with 50 % non-text scenes; then deblur.grow to 16,48,64,96 and 110 epochs lr 3e-4 (halved on plateau to 1.5e-4) seed 18 with 50 % non-text scenes; then 95 epochs lr 1.5e-4 (halved on plateau to 1.9e-5) seed 19; then 31 epochs lr 4e-5 (halved on plateau to 2e-5) seed 20; then deblur.grow to 32,48,64,96 and 100 epochs lr 3e-4 (halved on plateau to 7.5e-5) seed 22; then 62 epochs lr 8e-5 (halved on plateau to 2e-5) seed 24 with --contrast-weight 4; last weights; 2-core CPU, no GPU)" ;;
     *) echo "usage: bash run.sh [demo|test|train-default|train-text] [args...]" >&2; exit 2 ;;
 esac
